@@ -1,0 +1,37 @@
+"""candlecache: OHLCV candles from a local Parquet cache, fetched only where missing.
+
+>>> import candlecache
+>>> sorted(candlecache.PERIODS)[:3]
+['12h', '15m', '1M']
+"""
+
+from __future__ import annotations
+
+from . import _core
+from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
+from .ohlcv import (
+    DEFAULT_LOCK_TIMEOUT,
+    PERIODS,
+    data_dir,
+    get_ohlcv_with_cache,
+    period_to_ms,
+    read_cached,
+    repair_cache,
+)
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "get_ohlcv_with_cache",
+    "read_cached",
+    "repair_cache",
+    "data_dir",
+    "period_to_ms",
+    "PERIODS",
+    "DEFAULT_LOCK_TIMEOUT",
+    "CandlecacheError",
+    "Timeout",
+    "CorruptionError",
+    "CallbackError",
+    "__version__",
+]

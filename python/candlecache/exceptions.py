@@ -1,0 +1,34 @@
+"""Exceptions raised by candlecache, catchable by name.
+
+``Timeout`` has the name and meaning of ``diskcache.Timeout``: a lock was not acquired in time.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CandlecacheError", "Timeout", "CorruptionError", "CallbackError"]
+
+
+class CandlecacheError(Exception):
+    """Base class of every error candlecache raises itself."""
+
+
+class Timeout(CandlecacheError):
+    """A folder lock was still held by another process when ``lock_timeout`` ran out."""
+
+
+class CorruptionError(CandlecacheError):
+    """A cache file cannot be read (truncated, overwritten, not Parquet).
+
+    Nothing is deleted. ``candlecache.repair_cache(base_dir, symbol, period)`` moves such files
+    aside (``*.parquet.corrupt``) and forgets their coverage, so the next call fetches the range
+    again.
+    """
+
+
+class CallbackError(CandlecacheError, ValueError):
+    """The fetch callback returned data that breaks its contract.
+
+    For example rows earlier than the ``since`` it was asked for, times that are not the open
+    time of a candle of the period, or a table without a ``time`` column. A callback that
+    returns an unsupported *type* raises ``TypeError`` instead.
+    """

@@ -1,0 +1,273 @@
+"""``get_ohlcv_with_cache``: OHLCV candles from a local Parquet cache, fetched only where missing."""
+
+from __future__ import annotations
+
+import operator
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import _core
+
+__all__ = [
+    "get_ohlcv_with_cache",
+    "read_cached",
+    "repair_cache",
+    "data_dir",
+    "period_to_ms",
+    "PERIODS",
+    "DEFAULT_LOCK_TIMEOUT",
+]
+
+PERIODS: tuple[str, ...] = tuple(_core.PERIODS)
+
+#: Seconds to wait for another process that is fetching the same symbol and period.
+DEFAULT_LOCK_TIMEOUT = 600.0
+
+#: Show a progress bar (when ``progress=None``) for fetches of at least this many candles.
+_PROGRESS_MIN_SLOTS = 20_000
+
+
+def period_to_ms(period: str) -> int:
+    """Length of ``period`` in milliseconds (``1M`` counts 30 days, as ccxt's ``parse_timeframe``).
+
+    >>> period_to_ms("15m")
+    900000
+    """
+    return _core.period_ms(_check_period(period))
+
+
+def data_dir(base_dir: str | os.PathLike[str], symbol: str, period: str) -> Path:
+    """The folder holding one symbol and period: ``base_dir/{symbol with / and : as _}_{period}``.
+
+    >>> data_dir("cache", "BTC/USDT:USDT", "1h").as_posix()
+    'cache/BTC_USDT_USDT_1h'
+    """
+    safe = symbol.replace("/", "_").replace(":", "_")
+    return Path(base_dir) / f"{safe}_{period}"
+
+
+def _check_period(period: object) -> str:
+    if not isinstance(period, str):
+        raise TypeError(f"period must be a str such as '1m', got {type(period).__name__}")
+    if period not in PERIODS:
+        raise ValueError(f"unknown period {period!r}; expected one of {' '.join(PERIODS)}")
+    return period
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+def _check_base_dir(base_dir: object) -> Path:
+    if not isinstance(base_dir, (str, os.PathLike)):
+        raise TypeError(f"base_dir must be a str or os.PathLike, got {type(base_dir).__name__}")
+    return Path(base_dir)
+
+
+def _adapt(obj: Any) -> Any:
+    """What a callback returned, as a list of rows or an object with ``__arrow_c_stream__``."""
+    if isinstance(obj, (list, tuple, pl.DataFrame)):
+        return obj
+    if isinstance(obj, pl.LazyFrame):
+        return obj.collect()
+    module = type(obj).__module__ or ""
+    if module.startswith("pandas") and type(obj).__name__ == "DataFrame":
+        try:
+            return pl.from_pandas(obj)
+        except Exception:  # pandas without pyarrow for some dtypes: go through numpy
+            return pl.DataFrame({str(c): obj[c].to_numpy() for c in obj.columns})
+    if module.startswith("numpy") and type(obj).__name__ == "ndarray" and getattr(obj, "ndim", 0) == 2:
+        return obj.tolist()
+    if hasattr(obj, "__arrow_c_stream__"):
+        return obj
+    raise TypeError(
+        f"fetch_callback returned {type(obj).__name__}"
+        + (f" ({obj!r})" if obj is None or isinstance(obj, (str, bytes, int, float, dict)) else "")
+        + "; expected a list of [timestamp_ms, open, high, low, close, volume] rows, "
+        "a polars or pandas DataFrame, or a pyarrow Table"
+    )
+
+
+class _Progress:
+    """A tqdm bar over candles fetched, opened only for long fetches."""
+
+    def __init__(self, mode: bool | None, label: str) -> None:
+        self.mode = mode
+        self.label = label
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total <= 0 or not self._wanted(total):
+                return
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                self.mode = False
+                return
+            self.bar = tqdm(total=total, unit="candle", desc=self.label, leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def _wanted(self, total: int) -> bool:
+        if self.mode is None:
+            return total >= _PROGRESS_MIN_SLOTS and sys.stderr is not None and sys.stderr.isatty()
+        return self.mode
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def get_ohlcv_with_cache(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    start_time: int,
+    count: int,
+    fetch_callback: Callable[..., Any],
+    fetch_callback_params: Mapping[str, Any] | None = {},  # noqa: B006 - the original signature
+    enable_cache: bool = True,
+    *,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    durable: bool = False,
+    progress: bool | None = None,
+) -> pl.DataFrame:
+    """OHLCV candles from the cache in ``base_dir``, fetching only what it does not cover.
+
+    Returns the candles with ``start_time <= time <= start_time + (count - 1) * period``
+    (``1M`` steps by calendar month) as a polars DataFrame sorted and unique on ``time``:
+    ``time`` Int64 epoch ms, ``open high low close volume`` Float64, plus any other numeric
+    columns the callback returned.
+
+    The callback is called as ``fetch_callback(symbol, period, since_ms, limit,
+    **fetch_callback_params)``, so ccxt's ``exchange.fetch_ohlcv`` can be passed as is. It may
+    return ccxt's list of ``[ms, open, high, low, close, volume]`` rows, a polars or pandas
+    DataFrame with a ``time`` column, or a pyarrow Table. It may return fewer rows than
+    ``limit``: the fetch continues after the last candle returned until the range is covered
+    or the callback returns nothing. Ranges answered empty (before a listing, a maintenance
+    window, after a delisting) are remembered and never asked again. A candle still forming
+    is returned but fetched again next time. An exception from the callback propagates
+    unchanged; what was fetched before it is kept.
+
+    Args:
+        base_dir: cache root (``str`` or ``pathlib.Path``); one folder per symbol and period.
+        symbol: market symbol, e.g. ``"BTC/USDT"``.
+        period: one of ``1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M``.
+        start_time: first candle time, epoch ms (need not be aligned to the period).
+        count: number of periods from ``start_time``.
+        fetch_callback: ``(symbol, period, since_ms, limit, **params) -> rows``.
+        fetch_callback_params: extra keyword arguments for the callback.
+        enable_cache: ``False`` fetches the whole range, stores it, and returns what was fetched.
+        lock_timeout: seconds to wait while another process fetches the same symbol and
+            period; ``None`` waits forever. Raises ``candlecache.Timeout`` when exceeded.
+        durable: fsync files and directories so the data survives a power cut (costs ~3 ms
+            per write). The default survives a killed process, not a power cut.
+        progress: ``True``/``False`` to force a tqdm progress bar on or off; ``None`` shows
+            one for long fetches when stderr is a terminal.
+
+    Example:
+        >>> import ccxt, candlecache
+        >>> ex = ccxt.binance()
+        >>> df = candlecache.get_ohlcv_with_cache(
+        ...     "~/.cache/candles", "BTC/USDT", "1h", 1704067200000, 24 * 7, ex.fetch_ohlcv
+        ... )  # doctest: +SKIP
+        >>> df.columns  # doctest: +SKIP
+        ['time', 'open', 'high', 'low', 'close', 'volume']
+
+    Raises:
+        ValueError: unknown period, negative count.
+        TypeError: wrong argument types; a callback returning an unsupported type.
+        candlecache.CallbackError: the callback returned rows before ``since`` or unaligned times.
+        candlecache.Timeout: the folder lock was held longer than ``lock_timeout``.
+        candlecache.CorruptionError: a cache file cannot be read (see ``repair_cache``).
+    """
+    base = _check_base_dir(base_dir).expanduser()
+    if not isinstance(symbol, str) or not symbol:
+        raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
+    period = _check_period(period)
+    start_time = _check_int("start_time", start_time)
+    count = _check_int("count", count)
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if not callable(fetch_callback):
+        raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
+    if fetch_callback_params is None:
+        params: dict[str, Any] | None = None
+    elif isinstance(fetch_callback_params, Mapping):
+        params = dict(fetch_callback_params) or None
+    else:
+        raise TypeError(f"fetch_callback_params must be a mapping, got {type(fetch_callback_params).__name__}")
+    if lock_timeout is not None and (not isinstance(lock_timeout, (int, float)) or lock_timeout < 0):
+        raise ValueError(f"lock_timeout must be None or a number of seconds >= 0, got {lock_timeout!r}")
+    now_ms = int(time.time() * 1000)
+    bar = _Progress(progress, f"{symbol} {period}")
+    try:
+        stream = _core.get_ohlcv(
+            base,
+            symbol,
+            period,
+            start_time,
+            count,
+            fetch_callback,
+            params,
+            bool(enable_cache),
+            now_ms,
+            None if lock_timeout is None else float(lock_timeout),
+            bool(durable),
+            _adapt,
+            bar if progress is not False else None,
+        )
+    finally:
+        bar.close()
+    return pl.DataFrame(stream)
+
+
+def read_cached(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    start_time: int | None = None,
+    end_time: int | None = None,
+) -> pl.DataFrame:
+    """What the cache holds for ``start_time <= time <= end_time`` (inclusive), without fetching.
+
+    >>> read_cached("cache", "BTC/USDT", "1h", 0, 0).height  # doctest: +SKIP
+    0
+    """
+    _check_period(period)
+    path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
+    start = None if start_time is None else _check_int("start_time", start_time)
+    end = None if end_time is None else _check_int("end_time", end_time)
+    return pl.DataFrame(_core.read_range(path, start, end))
+
+
+def repair_cache(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    *,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+) -> list[Path]:
+    """Move unreadable Parquet files aside and forget their coverage; returns the moved files.
+
+    Nothing is deleted: a corrupted ``2024-01.parquet`` becomes ``2024-01.parquet.corrupt``.
+    The next ``get_ohlcv_with_cache`` fetches its range again.
+
+    >>> repair_cache("cache", "BTC/USDT", "1m")  # doctest: +SKIP
+    [PosixPath('cache/BTC_USDT_1m/2024-01.parquet.corrupt')]
+    """
+    _check_period(period)
+    path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
+    return [Path(p) for p in _core.repair(path, period, False, lock_timeout)]

@@ -1,0 +1,12 @@
+//! candlecache: an OHLCV Parquet cache and a file-based key-value cache.
+//!
+//! The core (`fsio`, `ohlcv`) knows nothing about Python; `python` holds the PyO3 bindings.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+pub mod fsio;
+pub mod ohlcv;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,393 @@
+//! The read-through entry point: read what the cache covers, fetch only what it does not.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+
+use super::coverage::Ranges;
+use super::error::{OhlcvError, Result};
+use super::frame;
+use super::log;
+use super::period::Period;
+use super::store;
+use crate::fsio::{self, FolderLock, FsError};
+
+/// Pending rows are written once this many accumulate (and always at the end or on error),
+/// so a long backfill keeps what it fetched if the callback fails halfway.
+const FLUSH_ROWS: usize = 200_000;
+
+/// Where candles come from: a ccxt-style `fetch_ohlcv(since, limit)`.
+pub trait Fetcher {
+    /// Candles opening at or after `since`, at most about `limit` of them.
+    fn fetch(&mut self, since: i64, limit: i64) -> Result<RecordBatch>;
+    /// Told after each page how many of the slots to fetch are done.
+    fn progress(&mut self, _done: i64, _total: i64) {}
+}
+
+/// One call of `get_ohlcv_with_cache`.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub dir: PathBuf,
+    pub period: Period,
+    pub start_time: i64,
+    pub count: i64,
+    pub enable_cache: bool,
+    /// The caller's clock (epoch ms): decides which candles are final.
+    pub now_ms: i64,
+    pub durable: bool,
+    pub lock_timeout: Option<Duration>,
+}
+
+impl Request {
+    /// The inclusive end time: `start_time + (count - 1) * period`.
+    pub fn end_time(&self) -> Result<i64> {
+        self.period.add(self.start_time, self.count - 1)
+    }
+
+    /// Candle slots `[first, end)` the request spans.
+    fn slots(&self) -> Result<(i64, i64)> {
+        let first = self.period.ceil(self.start_time)?;
+        let last = self.period.floor(self.end_time()?)?;
+        if last < first {
+            return Ok((first, first));
+        }
+        Ok((first, self.period.add(last, 1)?))
+    }
+}
+
+/// The folder of a symbol and period, as the original tool names it.
+pub fn data_dir(base: &Path, symbol: &str, period: &str) -> PathBuf {
+    base.join(format!("{}_{period}", symbol.replace(['/', ':'], "_")))
+}
+
+fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(".lock")
+}
+
+pub fn lock(dir: &Path, timeout: Option<Duration>) -> Result<FolderLock> {
+    std::fs::create_dir_all(dir).map_err(|e| FsError::io(dir, e))?;
+    Ok(FolderLock::acquire(&lock_path(dir), timeout)?)
+}
+
+/// Read the cache, fetching what is missing; returns the rows of the request.
+pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>> {
+    if req.count < 0 {
+        return Err(OhlcvError::InvalidArgument(format!("count must be >= 0, got {}", req.count)));
+    }
+    if req.count == 0 {
+        return Ok(Vec::new());
+    }
+    let end_time = req.end_time()?;
+    let (first, end) = req.slots()?;
+    let (lo, hi) = (req.start_time, end_time.saturating_add(1));
+    if req.enable_cache {
+        // Fully cached reads take no lock: every file change is an atomic rename.
+        let covered = log::coverage(&req.dir, &req.period)?;
+        if to_fetch(req, &covered, first, end)?.is_empty() {
+            return store::read_range(&req.dir, lo, hi);
+        }
+    }
+    let fetched = {
+        let _guard = lock(&req.dir, req.lock_timeout)?;
+        let missing = if req.enable_cache {
+            let covered = log::coverage(&req.dir, &req.period)?;
+            to_fetch(req, &covered, first, end)?
+        } else {
+            to_fetch(req, &Ranges::new(), first, end)?
+        };
+        let mut run = Run::new(req);
+        let outcome = run.fetch_all(&missing, fetcher);
+        let flushed = run.flush();
+        outcome?;
+        flushed?;
+        log::compact(&req.dir, &req.period, req.durable, false)?;
+        run.returned
+    };
+    if req.enable_cache {
+        store::read_range(&req.dir, lo, hi)
+    } else {
+        let pieces = fetched.into_iter().map(|b| (0, frame::slice_sorted(&b, lo, hi))).collect();
+        frame::merge(pieces).map_err(|e| OhlcvError::corrupted(&req.dir, e))
+    }
+}
+
+/// The ranges to ask the exchange for: the requested slots not covered, without slots that
+/// open after `now` (they cannot exist yet).
+fn to_fetch(req: &Request, covered: &Ranges, first: i64, end: i64) -> Result<Vec<(i64, i64)>> {
+    let existing_end = req.period.add(req.period.floor(req.now_ms)?, 1)?;
+    Ok(covered.missing(first, end.min(existing_end)))
+}
+
+/// The state of one fetch under the lock: rows and coverage not yet written.
+struct Run<'a> {
+    req: &'a Request,
+    final_end: i64,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    claims: Ranges,
+    claim_rows: i64,
+    /// With `enable_cache=False`, what was fetched is what is returned.
+    returned: Vec<RecordBatch>,
+}
+
+impl<'a> Run<'a> {
+    fn new(req: &'a Request) -> Self {
+        Run {
+            req,
+            final_end: log::final_end(&req.period, req.now_ms).unwrap_or(i64::MIN),
+            pending: Vec::new(),
+            pending_rows: 0,
+            claims: Ranges::new(),
+            claim_rows: 0,
+            returned: Vec::new(),
+        }
+    }
+
+    fn fetch_all(&mut self, missing: &[(i64, i64)], fetcher: &mut dyn Fetcher) -> Result<()> {
+        let p = &self.req.period;
+        let mut total = 0;
+        for &(a, b) in missing {
+            total += p.slots(a, b)?;
+        }
+        let mut done = 0;
+        for &(a, b) in missing {
+            let mut cursor = a;
+            while cursor < b {
+                let limit = p.slots(cursor, b)?;
+                let raw = fetcher.fetch(cursor, limit)?;
+                let rows = self.validate(raw, cursor)?;
+                let t = frame::times(&rows).values();
+                let Some(&last) = t.last() else {
+                    // Nothing at or after `cursor`: the rest of the range has no candles.
+                    self.claim(cursor, b, 0);
+                    break;
+                };
+                let in_range = frame::slice_sorted(&rows, cursor, b);
+                let next = p.add(last, 1)?;
+                self.claim(cursor, next.min(b), in_range.num_rows() as i64);
+                self.keep(in_range)?;
+                done += p.slots(cursor, next.min(b))?;
+                fetcher.progress(done.min(total), total);
+                if next > self.final_end {
+                    // Reached the still-forming candle: nothing final lies beyond it.
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        fetcher.progress(total, total);
+        Ok(())
+    }
+
+    /// Sorted, unique, aligned rows at or after `since`, or a clear error.
+    fn validate(&self, raw: RecordBatch, since: i64) -> Result<RecordBatch> {
+        let rows = frame::normalize(&raw, true).map_err(OhlcvError::BadCallbackData)?;
+        let p = &self.req.period;
+        for &t in frame::times(&rows).values() {
+            if t < since {
+                let hint = if t.abs() < 100_000_000_000 && since.abs() >= 100_000_000_000 {
+                    " (it looks like seconds; times must be epoch milliseconds)"
+                } else {
+                    ""
+                };
+                return Err(OhlcvError::BadCallbackData(format!(
+                    "row at time {t} is before the requested since={since}{hint}"
+                )));
+            }
+            if !p.is_aligned(t)? {
+                return Err(OhlcvError::BadCallbackData(format!(
+                    "row at time {t} is not the open time of a {} candle",
+                    p.name()
+                )));
+            }
+        }
+        let rows = if frame::is_strictly_sorted(&rows) {
+            rows
+        } else {
+            frame::concat(frame::merge(vec![(0, rows)]).map_err(OhlcvError::BadCallbackData)?)
+                .map_err(OhlcvError::BadCallbackData)?
+        };
+        Ok(rows)
+    }
+
+    /// Record that `[a, b)` was answered; only its final part counts as covered.
+    fn claim(&mut self, a: i64, b: i64, rows: i64) {
+        self.claims.insert(a, b.min(self.final_end));
+        self.claim_rows += rows;
+    }
+
+    fn keep(&mut self, rows: RecordBatch) -> Result<()> {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        self.pending_rows += rows.num_rows();
+        if !self.req.enable_cache {
+            self.returned.push(rows.clone());
+        }
+        self.pending.push(rows);
+        if self.pending_rows >= FLUSH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write pending rows, then the log lines that cover them: data before its log line.
+    fn flush(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            let merged = frame::merge(std::mem::take(&mut self.pending).into_iter().map(|b| (0, b)).collect())
+                .map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
+            let batch = frame::concat(merged).map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
+            store::write_rows(&self.req.dir, &self.req.period, &batch, self.req.durable)?;
+            self.pending_rows = 0;
+        }
+        let claims = std::mem::take(&mut self.claims);
+        let spans = claims.as_slice();
+        for (i, &(a, b)) in spans.iter().enumerate() {
+            // Row counts are per flush; attribute them to the first line.
+            let count = if i == 0 { self.claim_rows } else { 0 };
+            let entry = log::entry_for(&self.req.period, a, b, count, self.req.now_ms, "api")?;
+            log::append(&self.req.dir, &entry, self.req.durable)?;
+        }
+        self.claim_rows = 0;
+        if self.req.durable && !spans.is_empty() {
+            fsio::fsync_dir(&self.req.dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory exchange: candles every period from `listed` to `delisted`, a gap, a cap.
+    struct Fake {
+        period: Period,
+        listed: i64,
+        delisted: i64,
+        gap: (i64, i64),
+        cap: i64,
+        calls: Vec<(i64, i64)>,
+        now: i64,
+        fail_after: Option<usize>,
+    }
+
+    impl Fetcher for Fake {
+        fn fetch(&mut self, since: i64, limit: i64) -> Result<RecordBatch> {
+            self.calls.push((since, limit));
+            if self.fail_after.is_some_and(|n| self.calls.len() > n) {
+                return Err(OhlcvError::Callback("boom".into()));
+            }
+            let mut rows = Vec::new();
+            let mut t = self.period.ceil(since.max(self.listed)).unwrap();
+            while (rows.len() as i64) < limit.min(self.cap) && t < self.delisted && t <= self.now {
+                if !(self.gap.0 <= t && t < self.gap.1) {
+                    rows.push([t as f64, 1.0, 2.0, 0.5, (t / 60_000) as f64, 3.0]);
+                }
+                t = self.period.add(t, 1).unwrap();
+            }
+            Ok(frame::from_rows(&rows))
+        }
+    }
+
+    const M: i64 = 60_000;
+
+    fn setup() -> (tempfile::TempDir, Fake, Request) {
+        let dir = tempfile::tempdir().unwrap();
+        let period = Period::parse("1m").unwrap();
+        let fake = Fake {
+            period,
+            listed: 100 * M,
+            delisted: 100_000 * M,
+            gap: (5000 * M, 5100 * M),
+            cap: 1000,
+            calls: Vec::new(),
+            now: 200_000 * M,
+            fail_after: None,
+        };
+        let req = Request {
+            dir: dir.path().join("X_1m"),
+            period,
+            start_time: 0,
+            count: 3000,
+            enable_cache: true,
+            now_ms: 200_000 * M,
+            durable: false,
+            lock_timeout: None,
+        };
+        (dir, fake, req)
+    }
+
+    fn n(b: &[RecordBatch]) -> usize {
+        b.iter().map(|b| b.num_rows()).sum()
+    }
+
+    #[test]
+    fn paginates_then_serves_from_cache() {
+        let (_d, mut fake, req) = setup();
+        let got = get(&req, &mut fake).unwrap();
+        assert_eq!(n(&got), 2900); // listed at minute 100
+        assert_eq!(fake.calls.len(), 3);
+        let got = get(&req, &mut fake).unwrap();
+        assert_eq!(n(&got), 2900);
+        assert_eq!(fake.calls.len(), 3);
+    }
+
+    #[test]
+    fn empty_answers_are_not_asked_again() {
+        let (_d, mut fake, mut req) = setup();
+        req.start_time = 4900 * M;
+        req.count = 300;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 200);
+        req.start_time = 99_990 * M;
+        req.count = 100;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        let calls = fake.calls.len();
+        req.start_time = 5000 * M;
+        req.count = 100;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 0);
+        req.start_time = 99_990 * M;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        assert_eq!(fake.calls.len(), calls);
+    }
+
+    #[test]
+    fn open_candle_is_returned_but_refetched() {
+        let (_d, mut fake, mut req) = setup();
+        fake.now = 3000 * M + 30_000;
+        req.now_ms = fake.now;
+        req.start_time = 2990 * M;
+        req.count = 20;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 11);
+        let calls = fake.calls.len();
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 11);
+        assert_eq!(fake.calls.len(), calls + 1);
+        assert_eq!(*fake.calls.last().unwrap(), (3000 * M, 1));
+    }
+
+    #[test]
+    fn a_failing_callback_keeps_earlier_pages() {
+        let (_d, mut fake, req) = setup();
+        fake.fail_after = Some(2);
+        assert!(matches!(get(&req, &mut fake), Err(OhlcvError::Callback(_))));
+        fake.fail_after = None;
+        fake.calls.clear();
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 2900);
+        assert_eq!(fake.calls, vec![(2100 * M, 900)]);
+    }
+
+    #[test]
+    fn bad_rows_are_rejected() {
+        struct Junk(i64);
+        impl Fetcher for Junk {
+            fn fetch(&mut self, since: i64, _: i64) -> Result<RecordBatch> {
+                Ok(frame::from_rows(&[[(since + self.0) as f64, 1.0, 1.0, 1.0, 1.0, 1.0]]))
+            }
+        }
+        let (_d, _, req) = setup();
+        assert!(matches!(get(&req, &mut Junk(-M)), Err(OhlcvError::BadCallbackData(_))));
+        assert!(matches!(get(&req, &mut Junk(1)), Err(OhlcvError::BadCallbackData(_))));
+        assert_eq!(n(&store::read_range(&req.dir, i64::MIN, i64::MAX).unwrap()), 0);
+    }
+}

@@ -1,0 +1,314 @@
+//! The fetch log, `fetch_log.jsonl`: one JSON object a line with the original tool's fields
+//! (`fetch_time`, `data_start`, `data_end`, `count`, `source`).
+//!
+//! A line says: the candles opening in `[data_start, data_end]` (inclusive, as the original
+//! wrote them) were asked of the exchange at `fetch_time` and answered, `count` of them with
+//! rows. candlecache writes `data_end` as the open time of the last covered slot, so the same
+//! line means the half-open coverage `[data_start, data_end + period)` to us and the inclusive
+//! candle range to the original tool. A line with `count: 0` is a range answered empty.
+//!
+//! Candles that had not closed at `fetch_time` are not covered by the line: that is how a
+//! still-forming candle written by the original tool gets refetched.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::coverage::Ranges;
+use super::error::Result;
+use super::period::{Period, iso_utc, parse_iso_ms};
+use crate::fsio::{self, FsError};
+
+pub const LOG_NAME: &str = "fetch_log.jsonl";
+
+/// A candle is final once this long has passed after its close: exchanges publish the final
+/// values of a candle a moment after its end, and clocks drift.
+pub const GRACE_MS: i64 = 2_000;
+
+/// Rewrite the log once it holds this many more lines than merged ranges.
+const COMPACT_SLACK: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Entry {
+    pub fetch_time: String,
+    pub data_start: i64,
+    pub data_end: i64,
+    pub count: i64,
+    pub source: String,
+}
+
+impl Entry {
+    /// The half-open span this line covers for `period`, or None if it covers nothing.
+    pub fn coverage(&self, period: &Period) -> Option<(i64, i64)> {
+        let start = period.ceil(self.data_start).ok()?;
+        let mut end = period.add(period.floor(self.data_end).ok()?, 1).ok()?;
+        if let Some(fetched) = parse_iso_ms(&self.fetch_time) {
+            end = end.min(final_end(period, fetched).ok()?);
+        }
+        (start < end).then_some((start, end))
+    }
+}
+
+/// The end of the last final slot at `now`: slots ending at or before it are final.
+pub fn final_end(period: &Period, now_ms: i64) -> Result<i64> {
+    period.floor(now_ms.saturating_sub(GRACE_MS))
+}
+
+pub fn log_path(dir: &Path) -> PathBuf {
+    dir.join(LOG_NAME)
+}
+
+/// Parse one line; anything that is not a complete entry (a torn tail, garbage) is None.
+fn parse_line(line: &str) -> Option<Entry> {
+    let v: Value = serde_json::from_str(line.trim()).ok()?;
+    let int = |k: &str| -> Option<i64> {
+        match v.get(k)? {
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+            _ => None,
+        }
+    };
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (data_start, data_end) = (int("data_start")?, int("data_end")?);
+    if data_end < data_start {
+        return None;
+    }
+    Some(Entry {
+        fetch_time: text("fetch_time"),
+        data_start,
+        data_end,
+        count: int("count").unwrap_or(0),
+        source: text("source"),
+    })
+}
+
+/// Identity of a log file's content: it only grows by appends or is replaced by rename.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(meta: &fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let ino = 0;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    Stamp {
+        ino,
+        len: meta.len(),
+        mtime_ns,
+    }
+}
+
+type Parsed = Arc<Vec<Entry>>;
+
+fn parsed_cache() -> &'static Mutex<HashMap<PathBuf, (Stamp, Parsed)>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (Stamp, Parsed)>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// All complete entries of the log in `dir`, in file order. A missing log is empty.
+pub fn read_entries(dir: &Path) -> Result<Parsed> {
+    let path = log_path(dir);
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::new(Vec::new())),
+        Err(e) => return Err(FsError::io(&path, e).into()),
+    };
+    let key = stamp(&meta);
+    if let Ok(cache) = parsed_cache().lock()
+        && let Some((k, entries)) = cache.get(&path)
+        && *k == key
+    {
+        return Ok(entries.clone());
+    }
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::new(Vec::new())),
+        Err(e) => return Err(FsError::io(&path, e).into()),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let entries: Parsed = Arc::new(text.lines().filter_map(parse_line).collect());
+    // Cache under the stamp of what was read; a racing append changes len, so re-stat.
+    if let Ok(after) = fs::metadata(&path)
+        && stamp(&after) == key
+        && after.len() == bytes.len() as u64
+        && let Ok(mut cache) = parsed_cache().lock()
+    {
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(path, (key, entries.clone()));
+    }
+    Ok(entries)
+}
+
+/// The union of what the log covers for `period`.
+pub fn coverage(dir: &Path, period: &Period) -> Result<Ranges> {
+    Ok(read_entries(dir)?
+        .iter()
+        .filter_map(|e| e.coverage(period))
+        .collect())
+}
+
+fn to_line(entry: &Entry) -> Vec<u8> {
+    // Field order puts `source` last, so a torn line never parses as a complete object.
+    let mut line = serde_json::to_vec(entry).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Append one entry (caller holds the folder lock).
+pub fn append(dir: &Path, entry: &Entry, durable: bool) -> Result<()> {
+    Ok(fsio::append_line(&log_path(dir), &to_line(entry), durable)?)
+}
+
+/// An entry covering the half-open `[start, end)` of `period`, fetched at `now_ms`.
+pub fn entry_for(period: &Period, start: i64, end: i64, count: i64, now_ms: i64, source: &str) -> Result<Entry> {
+    Ok(Entry {
+        fetch_time: iso_utc(now_ms),
+        data_start: start,
+        data_end: period.add(end, -1)?.max(start),
+        count,
+        source: source.to_owned(),
+    })
+}
+
+/// Rewrite the log as one line per merged covered range, atomically (caller holds the lock).
+/// Returns whether it rewrote. With `force`, rewrites even a small log.
+pub fn compact(dir: &Path, period: &Period, durable: bool, force: bool) -> Result<bool> {
+    rewrite(dir, period, &[], durable, force)
+}
+
+/// Rewrite the log without any coverage of `holes` (their data must be fetched again).
+pub fn uncover(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool) -> Result<()> {
+    rewrite(dir, period, holes, durable, true).map(|_| ())
+}
+
+fn rewrite(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool, force: bool) -> Result<bool> {
+    let entries = read_entries(dir)?;
+    let mut spans: Vec<(i64, i64, i64, i64)> = entries
+        .iter()
+        .filter_map(|e| {
+            let (a, b) = e.coverage(period)?;
+            Some((a, b, e.count, parse_iso_ms(&e.fetch_time).unwrap_or(0)))
+        })
+        .collect();
+    if !holes.is_empty() {
+        let holes: Ranges = holes.iter().copied().collect();
+        spans = spans
+            .into_iter()
+            .flat_map(|(a, b, count, fetched)| {
+                // Keep the parts of [a, b) that no hole touches.
+                let inside: Ranges = holes.as_slice().iter().map(|&(h0, h1)| (h0.max(a), h1.min(b))).collect();
+                inside.missing(a, b).into_iter().map(move |(x, y)| (x, y, count, fetched)).collect::<Vec<_>>()
+            })
+            .collect();
+    }
+    spans.sort_unstable();
+    let mut merged: Vec<(i64, i64, i64, i64)> = Vec::new();
+    for (a, b, count, fetched) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => {
+                last.1 = last.1.max(b);
+                last.2 += count;
+                last.3 = last.3.max(fetched);
+            }
+            _ => merged.push((a, b, count, fetched)),
+        }
+    }
+    if !force && entries.len() <= merged.len() + COMPACT_SLACK {
+        return Ok(false);
+    }
+    write_merged(dir, period, merged, durable)?;
+    Ok(true)
+}
+
+/// Replace the log with one line per `(start, end, count, fetched_ms)` span.
+pub fn write_merged(dir: &Path, period: &Period, merged: Vec<(i64, i64, i64, i64)>, durable: bool) -> Result<()> {
+    write_spans(dir, period, merged, "compacted", durable)
+}
+
+/// Replace the log with one line per `(start, end, count, fetched_ms)` span, tagged `source`.
+pub fn write_spans(dir: &Path, period: &Period, merged: Vec<(i64, i64, i64, i64)>, source: &str, durable: bool) -> Result<()> {
+    let mut out = Vec::new();
+    for (a, b, count, fetched) in merged {
+        let mut entry = entry_for(period, a, b, count, fetched, source)?;
+        if fetched == 0 {
+            entry.fetch_time = String::new();
+        }
+        out.extend(to_line(&entry));
+    }
+    fsio::atomic_write(&log_path(dir), durable, |f| f.write_all(&out))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p1m() -> Period {
+        Period::parse("1m").unwrap()
+    }
+
+    #[test]
+    fn our_lines_and_the_originals_mean_the_same_span() {
+        let p = p1m();
+        let e = entry_for(&p, 0, 600_000, 10, 10_000_000, "api").unwrap();
+        assert_eq!((e.data_start, e.data_end), (0, 540_000));
+        assert_eq!(e.coverage(&p), Some((0, 600_000)));
+        // The original's line: min and max time of the rows it fetched.
+        let orig = parse_line(r#"{"fetch_time": "2024-01-01T00:00:00+00:00", "data_start": 0, "data_end": 540000, "count": 10, "source": "api"}"#).unwrap();
+        assert_eq!(orig.coverage(&p), Some((0, 600_000)));
+    }
+
+    #[test]
+    fn an_open_candle_at_fetch_time_is_not_covered() {
+        let p = p1m();
+        // Fetched 30 s into the candle opening at 540000: that candle was still forming.
+        let line = format!(
+            r#"{{"fetch_time": "{}", "data_start": 0, "data_end": 540000, "count": 10, "source": "api"}}"#,
+            iso_utc(570_000)
+        );
+        assert_eq!(parse_line(&line).unwrap().coverage(&p), Some((0, 540_000)));
+    }
+
+    #[test]
+    fn torn_and_garbage_lines_are_ignored() {
+        assert!(parse_line(r#"{"fetch_time": "x", "data_start": 0, "data_end": 5"#).is_none());
+        assert!(parse_line("garbage").is_none());
+        assert!(parse_line(r#"{"data_start": 10, "data_end": 5}"#).is_none());
+        assert!(parse_line(r#"{"data_start": 10.0, "data_end": 50, "count": 2}"#).is_some());
+    }
+
+    #[test]
+    fn append_read_and_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = p1m();
+        let now = 1_000_000_000;
+        for i in 0..100 {
+            let e = entry_for(&p, i * 60_000, (i + 1) * 60_000, 1, now, "api").unwrap();
+            append(dir.path(), &e, false).unwrap();
+        }
+        append(dir.path(), &entry_for(&p, 9_960_000, 10_020_000, 0, now, "api").unwrap(), false).unwrap();
+        let before = coverage(dir.path(), &p).unwrap();
+        assert_eq!(before.as_slice(), &[(0, 6_000_000), (9_960_000, 10_020_000)]);
+        assert!(compact(dir.path(), &p, false, false).unwrap());
+        assert_eq!(read_entries(dir.path()).unwrap().len(), 2);
+        assert_eq!(coverage(dir.path(), &p).unwrap(), before);
+        assert!(!compact(dir.path(), &p, false, false).unwrap());
+    }
+}

@@ -1,0 +1,16 @@
+//! The market-data cache: periods and partitions, Parquet partition I/O, the fetch log,
+//! coverage arithmetic and the fetch loop.
+
+pub mod coverage;
+pub mod error;
+pub mod fetch;
+pub mod frame;
+pub mod log;
+pub mod maintenance;
+pub mod parquet_file;
+pub mod period;
+pub mod store;
+
+pub use coverage::Ranges;
+pub use error::{OhlcvError, Result};
+pub use period::{PERIODS, Period, Window};

@@ -1,0 +1,240 @@
+//! One Parquet file of candles: writing it atomically, and reading only the row groups that
+//! overlap a time range, with the footer cached per file version.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
+
+use super::error::{OhlcvError, Result};
+use super::frame::{self, TIME};
+use crate::fsio::{self, FsError};
+
+/// Rows per row group: small enough that a short read decodes little, large enough that a
+/// full-year scan is not dominated by per-group overhead.
+const ROW_GROUP_ROWS: usize = 4096;
+
+/// What a file's footer tells us, cached per (path, inode, length, mtime).
+pub struct FileInfo {
+    meta: ArrowReaderMetadata,
+    /// Per row group, the min and max of `time` when the statistics have them.
+    groups: Vec<Option<(i64, i64)>>,
+    pub kv: HashMap<String, String>,
+}
+
+impl FileInfo {
+    pub fn min_max(&self) -> Option<(i64, i64)> {
+        let mut out: Option<(i64, i64)> = None;
+        for g in &self.groups {
+            let (a, b) = (*g)?;
+            out = Some(out.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+        out
+    }
+
+    pub fn num_rows(&self) -> i64 {
+        self.meta.metadata().file_metadata().num_rows()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(file: &File) -> std::io::Result<Stamp> {
+    let meta = file.metadata()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let ino = 0;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    Ok(Stamp {
+        ino,
+        len: meta.len(),
+        mtime_ns,
+    })
+}
+
+type InfoCache = Mutex<HashMap<PathBuf, (Stamp, Arc<FileInfo>)>>;
+
+fn info_cache() -> &'static InfoCache {
+    static CACHE: OnceLock<InfoCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// An open file and its footer. `Ok(None)` if the file no longer exists (a concurrent
+/// writer replaced or removed it; the caller re-lists).
+pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FsError::io(path, e).into()),
+    };
+    let st = stamp(&file).map_err(|e| FsError::io(path, e))?;
+    if let Ok(cache) = info_cache().lock()
+        && let Some((s, info)) = cache.get(path)
+        && *s == st
+    {
+        return Ok(Some((file, info.clone())));
+    }
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| OhlcvError::corrupted(path, e))?;
+    let time_idx = meta
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [TIME] || c.path().parts() == ["timestamp"]);
+    let groups = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            let stats = rg.column(time_idx?).statistics()?;
+            match stats {
+                Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    let kv = meta
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let info = Arc::new(FileInfo { meta, groups, kv });
+    if let Ok(mut cache) = info_cache().lock() {
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(path.to_owned(), (st, info.clone()));
+    }
+    Ok(Some((file, info)))
+}
+
+/// Normalised rows of the file with `lo <= time < hi`, sorted and unique on time.
+/// `Ok(None)` if the file vanished.
+pub fn read(path: &Path, lo: i64, hi: i64) -> Result<Option<Vec<RecordBatch>>> {
+    let Some((file, info)) = open(path)? else {
+        return Ok(None);
+    };
+    let groups: Vec<usize> = info
+        .groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.is_none_or(|(a, b)| b >= lo && a < hi))
+        .map(|(i, _)| i)
+        .collect();
+    if groups.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, info.meta.clone())
+        .with_row_groups(groups)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| OhlcvError::corrupted(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| OhlcvError::corrupted(path, e))?;
+        let batch = frame::normalize(&batch, false).map_err(|e| OhlcvError::corrupted(path, e))?;
+        out.push(batch);
+    }
+    let sorted = out.iter().all(frame::is_strictly_sorted)
+        && out.windows(2).all(|w| {
+            let a = frame::times(&w[0]);
+            a.is_empty() || frame::times(&w[1]).is_empty() || a.value(a.len() - 1) < frame::times(&w[1]).value(0)
+        });
+    if !sorted {
+        // A file we did not write may be unsorted or hold duplicates.
+        out = frame::merge(out.into_iter().map(|b| (0, b)).collect()).map_err(|e| OhlcvError::corrupted(path, e))?;
+    }
+    Ok(Some(
+        out.iter()
+            .map(|b| frame::slice_sorted(b, lo, hi))
+            .filter(|b| b.num_rows() > 0)
+            .collect(),
+    ))
+}
+
+fn properties(kv: Vec<(String, String)>) -> WriterProperties {
+    let time = ColumnPath::from(TIME);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_enabled(false)
+        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(
+            kv.into_iter()
+                .map(|(k, v)| KeyValue::new(k, v))
+                .collect(),
+        ))
+        .build()
+}
+
+/// Write sorted, unique, unified batches as `path`, atomically.
+pub fn write(path: &Path, batches: &[RecordBatch], kv: Vec<(String, String)>, durable: bool) -> Result<()> {
+    let schema = batches.first().map_or_else(frame::base_schema, |b| b.schema());
+    let props = properties(kv);
+    fsio::atomic_write(path, durable, |file| {
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(std::io::Error::other)?;
+        for b in batches {
+            writer.write(b).map_err(std::io::Error::other)?;
+        }
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_a_range_and_detect_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2024.parquet");
+        let rows: Vec<[f64; 6]> = (0..10_000).map(|i| [(i * 60_000) as f64, 1.0, 2.0, 0.5, 1.5, 10.0]).collect();
+        write(&path, &[frame::from_rows(&rows)], vec![("k".into(), "v".into())], false).unwrap();
+        let got = read(&path, 60_000 * 5000, 60_000 * 5100).unwrap().unwrap();
+        let n: usize = got.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(n, 100);
+        assert_eq!(frame::times(&got[0]).value(0), 60_000 * 5000);
+        let (_, info) = open(&path).unwrap().unwrap();
+        assert_eq!(info.kv.get("k").map(String::as_str), Some("v"));
+        assert_eq!(info.min_max(), Some((0, 60_000 * 9999)));
+        // Truncate: a clear corruption error, not a panic.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(read(&path, 0, i64::MAX), Err(OhlcvError::Corrupted { .. })));
+        assert!(read(&dir.path().join("gone.parquet"), 0, 1).unwrap().is_none());
+    }
+}

@@ -1,0 +1,432 @@
+//! The Parquet files of one symbol-period folder.
+//!
+//! Files are named as the original tool names them, `{partition}.parquet` (the partition's
+//! *main* file), plus small *delta* files `{partition}.d{seq}.parquet` that hold appended rows,
+//! so appending a few candles never rewrites a month. One invariant keeps every `*.parquet`
+//! glob reader (the original tool, `polars.scan_parquet`, DuckDB) correct: **no time appears in
+//! two live files**. New rows that replace stored ones rewrite the file holding them.
+//!
+//! Replacing files cannot be atomic across several files, so a crash can leave a superseded
+//! file behind. Superseded files are named in the footer metadata of their replacement (a
+//! main's `candlecache.compacted_through` = the highest delta seq folded into it; a delta's
+//! `candlecache.supersedes` = the seqs it replaced); readers skip them and the next locked
+//! write of the partition deletes them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+
+use super::error::{OhlcvError, Result};
+use super::frame;
+use super::parquet_file;
+use super::period::{Period, partition_span};
+use crate::fsio::FsError;
+
+const COMPACTED_THROUGH: &str = "candlecache.compacted_through";
+const SUPERSEDES: &str = "candlecache.supersedes";
+/// Fold deltas into the main file once a partition has more than this many.
+const MAX_DELTAS: usize = 8;
+
+#[derive(Clone, Debug)]
+pub struct DataFile {
+    pub path: PathBuf,
+    /// The partition key from the name; None for a file named otherwise.
+    pub key: Option<String>,
+    /// 0 for a main file, the sequence number for a delta.
+    pub seq: u64,
+    pub span: Option<(i64, i64)>,
+}
+
+impl DataFile {
+    fn parse(dir: &Path, name: &str) -> Option<DataFile> {
+        let stem = name.strip_suffix(".parquet")?;
+        if stem.starts_with('.') || stem.is_empty() {
+            return None;
+        }
+        let path = dir.join(name);
+        if let Some((key, seq)) = stem.rsplit_once(".d")
+            && let Ok(seq) = seq.parse::<u64>()
+            && let Some(span) = partition_span(key)
+        {
+            return Some(DataFile {
+                path,
+                key: Some(key.to_owned()),
+                seq: seq.max(1),
+                span: Some(span),
+            });
+        }
+        let span = partition_span(stem);
+        Some(DataFile {
+            path,
+            key: span.map(|_| stem.to_owned()),
+            seq: 0,
+            span,
+        })
+    }
+
+    /// Merge priority: deltas over mains, newer deltas over older, foreign files last.
+    fn priority(&self) -> u64 {
+        if self.key.is_some() { self.seq + 1 } else { 0 }
+    }
+}
+
+/// All `*.parquet` data files in `dir` (none if it does not exist).
+pub fn list(dir: &Path) -> Result<Vec<DataFile>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::io(dir, e).into()),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::io(dir, e))?;
+        if let Some(name) = entry.file_name().to_str()
+            && let Some(f) = DataFile::parse(dir, name)
+        {
+            out.push(f);
+        }
+    }
+    out.sort_by(|a, b| (&a.key, a.seq, &a.path).cmp(&(&b.key, b.seq, &b.path)));
+    Ok(out)
+}
+
+fn parse_seqs(s: &str) -> impl Iterator<Item = u64> + '_ {
+    s.split(',').filter_map(|x| x.trim().parse().ok())
+}
+
+/// Paths of files that a live replacement has superseded. Vanished files are skipped.
+fn superseded(files: &[DataFile]) -> Result<HashSet<PathBuf>> {
+    let mut by_key: BTreeMap<&str, Vec<&DataFile>> = BTreeMap::new();
+    for f in files {
+        if let Some(k) = &f.key {
+            by_key.entry(k).or_default().push(f);
+        }
+    }
+    let mut stale = HashSet::new();
+    for group in by_key.values() {
+        if !group.iter().any(|f| f.seq > 0) {
+            continue;
+        }
+        let mut dead: HashSet<u64> = HashSet::new();
+        let mut through = 0u64;
+        for f in group {
+            let Some((_, info)) = parquet_file::open(&f.path)? else { continue };
+            if f.seq == 0 {
+                if let Some(v) = info.kv.get(COMPACTED_THROUGH) {
+                    through = through.max(v.parse().unwrap_or(0));
+                }
+            } else if let Some(v) = info.kv.get(SUPERSEDES) {
+                dead.extend(parse_seqs(v));
+            }
+        }
+        for f in group {
+            if f.seq > 0 && (f.seq <= through || dead.contains(&f.seq)) {
+                stale.insert(f.path.clone());
+            }
+        }
+    }
+    Ok(stale)
+}
+
+fn overlaps(f: &DataFile, lo: i64, hi: i64) -> bool {
+    f.span.is_none_or(|(a, b)| a < hi && lo < b)
+}
+
+/// Rows with `lo <= time < hi`, sorted and unique on time, across every live file.
+pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
+    // A concurrent writer may replace or remove a file between listing and opening it;
+    // every such change leaves a complete set of files, so listing again suffices.
+    let mut attempts = 0;
+    'retry: loop {
+        attempts += 1;
+        let files: Vec<DataFile> = list(dir)?.into_iter().filter(|f| overlaps(f, lo, hi)).collect();
+        let stale = superseded(&files)?;
+        let mut pieces = Vec::new();
+        for f in files.iter().filter(|f| !stale.contains(&f.path)) {
+            match parquet_file::read(&f.path, lo, hi)? {
+                Some(batches) => pieces.extend(batches.into_iter().map(|b| (f.priority(), b))),
+                None if attempts < 50 => continue 'retry,
+                None => {
+                    return Err(FsError::io(&f.path, std::io::Error::new(ErrorKind::NotFound, "file keeps vanishing while being read")).into());
+                }
+            }
+        }
+        return frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e));
+    }
+}
+
+fn read_all(f: &DataFile) -> Result<Vec<RecordBatch>> {
+    Ok(parquet_file::read(&f.path, i64::MIN, i64::MAX)?.unwrap_or_default())
+}
+
+fn remove(paths: impl IntoIterator<Item = PathBuf>) -> Result<()> {
+    for p in paths {
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::io(&p, e).into()),
+        }
+    }
+    Ok(())
+}
+
+fn delta_path(dir: &Path, key: &str, seq: u64) -> PathBuf {
+    dir.join(format!("{key}.d{seq:06}.parquet"))
+}
+
+/// Whether two strictly sorted time sequences share a value.
+fn intersects(a: &[i64], b: &[i64]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+fn file_intersects(f: &DataFile, new_times: &[i64]) -> Result<bool> {
+    let (Some(&first), Some(&last)) = (new_times.first(), new_times.last()) else {
+        return Ok(false);
+    };
+    let Some((_, info)) = parquet_file::open(&f.path)? else {
+        return Ok(false);
+    };
+    if let Some((a, b)) = info.min_max()
+        && (b < first || a > last)
+    {
+        return Ok(false);
+    }
+    for batch in parquet_file::read(&f.path, first, last + 1)?.unwrap_or_default() {
+        if intersects(frame::times(&batch).values(), new_times) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Store rows (normalised, sorted, unique on time), replacing stored rows of the same time.
+/// The caller holds the folder lock.
+pub fn write_rows(dir: &Path, period: &Period, batch: &RecordBatch, durable: bool) -> Result<()> {
+    let t = frame::times(batch).values().to_vec();
+    let mut start = 0;
+    while start < t.len() {
+        let key = period.partition_key(t[start])?;
+        let (_, span_end) = partition_span(&key).ok_or_else(|| OhlcvError::TimeOutOfRange(t[start]))?;
+        let end = start + t[start..].partition_point(|&x| x < span_end);
+        write_partition(dir, &key, &batch.slice(start, end - start), durable)?;
+        start = end;
+    }
+    Ok(())
+}
+
+fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> Result<()> {
+    let all = list(dir)?;
+    let group: Vec<DataFile> = all.into_iter().filter(|f| f.key.as_deref() == Some(key)).collect();
+    let stale = superseded(&group)?;
+    remove(stale.iter().cloned())?;
+    let group: Vec<DataFile> = group.into_iter().filter(|f| !stale.contains(&f.path)).collect();
+    let main = group.iter().find(|f| f.seq == 0).cloned();
+    let deltas: Vec<DataFile> = group.iter().filter(|f| f.seq > 0).cloned().collect();
+    let through = match &main {
+        Some(m) => parquet_file::open(&m.path)?
+            .and_then(|(_, i)| i.kv.get(COMPACTED_THROUGH).and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0),
+        None => 0,
+    };
+    let next_seq = deltas.iter().map(|d| d.seq).max().unwrap_or(0).max(through) + 1;
+    let main_path = dir.join(format!("{key}.parquet"));
+
+    if main.is_none() && deltas.is_empty() {
+        return parquet_file::write(&main_path, std::slice::from_ref(rows), Vec::new(), durable);
+    }
+    let new_times = frame::times(rows).values();
+    let main_hit = match &main {
+        Some(m) => file_intersects(m, new_times)?,
+        None => false,
+    };
+    let mut hit_deltas = Vec::new();
+    for d in &deltas {
+        if file_intersects(d, new_times)? {
+            hit_deltas.push(d.clone());
+        }
+    }
+    if main_hit || deltas.len() - hit_deltas.len() + 1 > MAX_DELTAS {
+        return compact(dir, key, main.as_ref(), &deltas, Some(rows), through, durable);
+    }
+    let path = delta_path(dir, key, next_seq);
+    if hit_deltas.is_empty() {
+        return parquet_file::write(&path, std::slice::from_ref(rows), Vec::new(), durable);
+    }
+    let mut pieces = Vec::new();
+    for d in &hit_deltas {
+        pieces.extend(read_all(d)?.into_iter().map(|b| (d.seq, b)));
+    }
+    pieces.push((u64::MAX, rows.clone()));
+    let merged = frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e))?;
+    let seqs: Vec<String> = hit_deltas.iter().map(|d| d.seq.to_string()).collect();
+    parquet_file::write(&path, &merged, vec![(SUPERSEDES.to_owned(), seqs.join(","))], durable)?;
+    remove(hit_deltas.into_iter().map(|d| d.path))
+}
+
+/// Fold every delta (and `rows`, if any) into the partition's main file.
+fn compact(
+    dir: &Path,
+    key: &str,
+    main: Option<&DataFile>,
+    deltas: &[DataFile],
+    rows: Option<&RecordBatch>,
+    through: u64,
+    durable: bool,
+) -> Result<()> {
+    let mut pieces = Vec::new();
+    if let Some(m) = main {
+        pieces.extend(read_all(m)?.into_iter().map(|b| (0, b)));
+    }
+    for d in deltas {
+        pieces.extend(read_all(d)?.into_iter().map(|b| (d.seq, b)));
+    }
+    if let Some(r) = rows {
+        pieces.push((u64::MAX, r.clone()));
+    }
+    let merged = frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e))?;
+    let through = deltas.iter().map(|d| d.seq).max().unwrap_or(0).max(through);
+    let kv = if through > 0 { vec![(COMPACTED_THROUGH.to_owned(), through.to_string())] } else { Vec::new() };
+    parquet_file::write(&dir.join(format!("{key}.parquet")), &merged, kv, durable)?;
+    remove(deltas.iter().map(|d| d.path.clone()))
+}
+
+/// Move files that cannot be read aside (`*.parquet.corrupt`), returning the spans they held
+/// (None for a file whose span is unknown).
+pub fn quarantine_corrupt(dir: &Path) -> Result<Vec<(PathBuf, Option<(i64, i64)>)>> {
+    let mut moved = Vec::new();
+    for f in list(dir)? {
+        let bad = match parquet_file::read(&f.path, i64::MIN, i64::MAX) {
+            Ok(_) => false,
+            Err(OhlcvError::Corrupted { .. }) => true,
+            Err(e) => return Err(e),
+        };
+        if bad {
+            let mut target = f.path.clone().into_os_string();
+            target.push(".corrupt");
+            fs::rename(&f.path, &target).map_err(|e| FsError::io(&f.path, e))?;
+            moved.push((PathBuf::from(target), f.span));
+        }
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+
+    fn rows(ts: std::ops::Range<i64>, v: f64) -> RecordBatch {
+        let r: Vec<[f64; 6]> = ts.map(|i| [(i * 60_000) as f64, v, v, v, v, v]).collect();
+        frame::from_rows(&r)
+    }
+
+    fn all(dir: &Path) -> Vec<(i64, f64)> {
+        read_range(dir, i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let t = frame::times(b).values().to_vec();
+                let o = b.column(1).as_primitive::<Float64Type>().values().to_vec();
+                t.into_iter().zip(o)
+            })
+            .collect()
+    }
+
+    /// Every time in at most one live file, as glob readers need.
+    fn no_duplicates_across_files(dir: &Path) {
+        let mut seen = HashSet::new();
+        for f in list(dir).unwrap() {
+            for b in read_all(&f).unwrap() {
+                for &t in frame::times(&b).values() {
+                    assert!(seen.insert(t), "time {t} in two files");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn appends_go_to_deltas_and_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Period::parse("1m").unwrap();
+        write_rows(dir.path(), &p, &rows(0..1000, 1.0), false).unwrap();
+        for i in 0..20 {
+            write_rows(dir.path(), &p, &rows(1000 + i * 10..1010 + i * 10, 1.0), false).unwrap();
+            no_duplicates_across_files(dir.path());
+            assert!(list(dir.path()).unwrap().len() <= MAX_DELTAS + 1);
+        }
+        let got = all(dir.path());
+        assert_eq!(got.len(), 1200);
+        assert!(got.windows(2).all(|w| w[0].0 + 60_000 == w[1].0));
+    }
+
+    #[test]
+    fn newer_rows_replace_older_in_main_and_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Period::parse("1m").unwrap();
+        write_rows(dir.path(), &p, &rows(0..100, 1.0), false).unwrap();
+        write_rows(dir.path(), &p, &rows(100..110, 1.0), false).unwrap();
+        write_rows(dir.path(), &p, &rows(109..111, 2.0), false).unwrap(); // hits a delta
+        write_rows(dir.path(), &p, &rows(50..51, 3.0), false).unwrap(); // hits main
+        no_duplicates_across_files(dir.path());
+        let got = all(dir.path());
+        assert_eq!(got.len(), 111);
+        assert_eq!(got[50].1, 3.0);
+        assert_eq!(got[109].1, 2.0);
+        assert_eq!(got[110].1, 2.0);
+        assert_eq!(got[108].1, 1.0);
+    }
+
+    #[test]
+    fn rows_spanning_partitions_split_by_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Period::parse("1m").unwrap();
+        // 1970-01-31 23:00 .. 1970-02-01 01:00
+        let jan31 = 30 * 24 * 60;
+        write_rows(dir.path(), &p, &rows(jan31 + 23 * 60..jan31 + 25 * 60, 1.0), false).unwrap();
+        let names: Vec<_> = list(dir.path()).unwrap().into_iter().map(|f| f.key.unwrap()).collect();
+        assert_eq!(names, vec!["1970-01", "1970-02"]);
+        assert_eq!(read_range(dir.path(), 0, i64::MAX).unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 120);
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_compaction_are_ignored_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Period::parse("1m").unwrap();
+        write_rows(dir.path(), &p, &rows(0..10, 1.0), false).unwrap();
+        write_rows(dir.path(), &p, &rows(10..20, 1.0), false).unwrap();
+        let delta = list(dir.path()).unwrap().into_iter().find(|f| f.seq > 0).unwrap();
+        let saved = fs::read(&delta.path).unwrap();
+        // Fold into main, then put the old delta back as if the crash hit before its removal.
+        write_rows(dir.path(), &p, &rows(5..6, 9.0), false).unwrap();
+        fs::write(&delta.path, saved).unwrap();
+        let got = all(dir.path());
+        assert_eq!(got.len(), 20);
+        assert_eq!(got[5].1, 9.0);
+        write_rows(dir.path(), &p, &rows(20..21, 1.0), false).unwrap();
+        assert!(!delta.path.exists());
+        no_duplicates_across_files(dir.path());
+    }
+
+    #[test]
+    fn foreign_file_names_are_read_with_lowest_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Period::parse("1m").unwrap();
+        parquet_file::write(&dir.path().join("extra.parquet"), &[rows(0..5, 7.0)], Vec::new(), false).unwrap();
+        write_rows(dir.path(), &p, &rows(3..8, 1.0), false).unwrap();
+        let got = all(dir.path());
+        assert_eq!(got.len(), 8);
+        assert_eq!((got[2].1, got[3].1), (7.0, 1.0));
+    }
+}

@@ -1,0 +1,33 @@
+//! PyO3 bindings: the `candlecache._core` extension module.
+
+mod arrow;
+mod errors;
+mod ohlcv;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PERIODS", crate::ohlcv::PERIODS.to_vec())?;
+    m.add("GRACE_MS", crate::ohlcv::log::GRACE_MS)?;
+    m.add_class::<arrow::ArrowStream>()?;
+    m.add_function(wrap_pyfunction!(ohlcv::get_ohlcv, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::read_range, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::write_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::log_entries, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::log_append, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::log_compact, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::coverage, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::rebuild_log, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::repair, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::hold_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::ranges_missing, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::ranges_union, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::period_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::period_floor, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::period_add, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::partition_key, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::partition_window, m)?)?;
+    Ok(())
+}

@@ -44,10 +44,13 @@ def read_log(data_dir: str | os.PathLike[str]) -> pl.DataFrame:
 
 
 def compact_log(data_dir: str | os.PathLike[str]) -> None:
-    """Merge overlapping and adjacent lines into one per covered range (atomic rewrite)."""
-    _core.log_compact(Path(data_dir), period_of(data_dir))
+    """Merge overlapping and adjacent lines into one per covered range (atomic rewrite).
+
+    Like the original, this takes no lock (the original's entry point calls it under ``.lock``).
+    """
+    _core.log_compact(Path(data_dir), period_of(data_dir), lock=False)
 
 
 def rebuild_log_from_data(data_dir: str | os.PathLike[str], period_ms: int) -> None:
-    """Replace the log with one line per run of consecutive stored candles."""
-    _core.rebuild_log(Path(data_dir), period_of(data_dir, period_ms), int(time.time() * 1000))
+    """Replace the log with one line per run of consecutive stored candles (takes no lock)."""
+    _core.rebuild_log(Path(data_dir), period_of(data_dir, period_ms), int(time.time() * 1000), lock=False)

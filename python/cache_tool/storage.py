@@ -37,12 +37,17 @@ def save_ohlcv(
 ) -> None:
     """Store rows by partition; a stored row with the same ``time`` is replaced by the new one.
 
-    Writes are atomic and take the folder lock, so this is also safe across processes.
+    Every file is replaced atomically. Like the original, this takes no lock: callers that
+    write from several processes hold ``.lock`` around it or use :func:`save_ohlcv_with_lock`.
     """
+    _save(base_dir, symbol, period, new_data, lock=False)
+
+
+def _save(base_dir, symbol, period, new_data, *, lock: bool) -> None:
     if new_data is None or len(new_data) == 0:
         return
     data_dir = get_data_dir(base_dir, symbol, period)
-    _core.write_rows(Path(data_dir), period, new_data)
+    _core.write_rows(Path(data_dir), period, new_data, lock=lock)
 
 
 def save_ohlcv_with_lock(
@@ -51,5 +56,5 @@ def save_ohlcv_with_lock(
     period: str,
     new_data: pl.DataFrame,
 ) -> None:
-    """Same as :func:`save_ohlcv`, which always takes the folder lock."""
-    save_ohlcv(base_dir, symbol, period, new_data)
+    """:func:`save_ohlcv` under the folder's exclusive lock (``.lock``)."""
+    _save(base_dir, symbol, period, new_data, lock=True)

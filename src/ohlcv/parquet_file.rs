@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::metadata::{KeyValue, PageIndexPolicy, SortingColumn};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
@@ -20,15 +21,18 @@ use super::error::{OhlcvError, Result};
 use super::frame::{self, TIME};
 use crate::fsio::{self, FsError};
 
-/// Rows per row group: small enough that a short read decodes little, large enough that a
-/// full-year scan is not dominated by per-group overhead.
-const ROW_GROUP_ROWS: usize = 4096;
+/// Rows per row group: large, so a full scan is not dominated by per-group overhead.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page: small, so a short read decodes little. The page index (per-page
+/// min/max of `time` and page offsets) lets a read skip the other pages without decompressing.
+const PAGE_ROWS: usize = 2048;
 
 /// What a file's footer tells us, cached per (path, inode, length, mtime).
 pub struct FileInfo {
     meta: ArrowReaderMetadata,
     /// Per row group, the min and max of `time` when the statistics have them.
     groups: Vec<Option<(i64, i64)>>,
+    time_idx: Option<usize>,
     pub kv: HashMap<String, String>,
 }
 
@@ -94,7 +98,8 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
     {
         return Ok(Some((file, info.clone())));
     }
-    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let meta = ArrowReaderMetadata::load(&file, options)
         .map_err(|e| OhlcvError::corrupted(path, e))?;
     let time_idx = meta
         .parquet_schema()
@@ -123,7 +128,12 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
                 .collect()
         })
         .unwrap_or_default();
-    let info = Arc::new(FileInfo { meta, groups, kv });
+    let info = Arc::new(FileInfo {
+        meta,
+        groups,
+        time_idx,
+        kv,
+    });
     if let Ok(mut cache) = info_cache().lock() {
         if cache.len() > 4096 {
             cache.clear();
@@ -149,9 +159,14 @@ pub fn read(path: &Path, lo: i64, hi: i64) -> Result<Option<Vec<RecordBatch>>> {
     if groups.is_empty() {
         return Ok(Some(Vec::new()));
     }
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, info.meta.clone())
+    let selection = page_selection(&info, &groups, lo, hi);
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, info.meta.clone())
         .with_row_groups(groups)
-        .with_batch_size(64 * 1024)
+        .with_batch_size(64 * 1024);
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    let reader = builder
         .build()
         .map_err(|e| OhlcvError::corrupted(path, e))?;
     let mut out = Vec::new();
@@ -177,14 +192,58 @@ pub fn read(path: &Path, lo: i64, hi: i64) -> Result<Option<Vec<RecordBatch>>> {
     ))
 }
 
+/// The rows of the chosen row groups on pages whose `time` range overlaps `[lo, hi)`, when
+/// the page index allows narrowing (None: read the row groups whole).
+fn page_selection(info: &FileInfo, groups: &[usize], lo: i64, hi: i64) -> Option<RowSelection> {
+    let time_idx = info.time_idx?;
+    let meta = info.meta.metadata();
+    let index = meta.page_index()?;
+    let mut ranges = Vec::new();
+    let mut offset = 0usize;
+    let mut narrowed = false;
+    for &rg in groups {
+        let rows = usize::try_from(meta.row_group(rg).num_rows()).ok()?;
+        let pages = match (index.column_index(rg, time_idx), index.offset_index(rg, time_idx)) {
+            (Some(ColumnIndexMetaData::INT64(ci)), Some(oi)) => Some((ci, oi.page_locations())),
+            _ => None,
+        };
+        let Some((ci, locations)) = pages else {
+            ranges.push(offset..offset + rows);
+            offset += rows;
+            continue;
+        };
+        for (p, loc) in locations.iter().enumerate() {
+            let start = usize::try_from(loc.first_row_index).ok()?;
+            let end = match locations.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let keep = match (ci.min_value(p), ci.max_value(p)) {
+                (Some(&min), Some(&max)) => max >= lo && min < hi,
+                _ => true,
+            };
+            if keep {
+                ranges.push(offset + start..offset + end);
+            } else {
+                narrowed = true;
+            }
+        }
+        offset += rows;
+    }
+    narrowed.then(|| RowSelection::from_consecutive_ranges(ranges.into_iter(), offset))
+}
+
 fn properties(kv: Vec<(String, String)>) -> WriterProperties {
     let time = ColumnPath::from(TIME);
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_dictionary_enabled(false)
-        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(time.clone(), Encoding::DELTA_BINARY_PACKED)
         .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(time.clone(), EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
             descending: false,
@@ -198,17 +257,27 @@ fn properties(kv: Vec<(String, String)>) -> WriterProperties {
         .build()
 }
 
+/// An I/O error from the Parquet writer, keeping the OS error (ENOSPC, EACCES) it wraps.
+fn into_io(err: parquet::errors::ParquetError) -> std::io::Error {
+    match err {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => *io,
+            Err(other) => std::io::Error::other(other),
+        },
+        other => std::io::Error::other(other),
+    }
+}
+
 /// Write sorted, unique, unified batches as `path`, atomically.
 pub fn write(path: &Path, batches: &[RecordBatch], kv: Vec<(String, String)>, durable: bool) -> Result<()> {
     let schema = batches.first().map_or_else(frame::base_schema, |b| b.schema());
     let props = properties(kv);
     fsio::atomic_write(path, durable, |file| {
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-            .map_err(std::io::Error::other)?;
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(into_io)?;
         for b in batches {
-            writer.write(b).map_err(std::io::Error::other)?;
+            writer.write(b).map_err(into_io)?;
         }
-        writer.close().map_err(std::io::Error::other)?;
+        writer.close().map_err(into_io)?;
         Ok(())
     })?;
     Ok(())

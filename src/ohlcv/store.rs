@@ -144,9 +144,10 @@ pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
         attempts += 1;
         let files: Vec<DataFile> = list(dir)?.into_iter().filter(|f| overlaps(f, lo, hi)).collect();
         let stale = superseded(&files)?;
+        let live: Vec<&DataFile> = files.iter().filter(|f| !stale.contains(&f.path)).collect();
         let mut pieces = Vec::new();
-        for f in files.iter().filter(|f| !stale.contains(&f.path)) {
-            match parquet_file::read(&f.path, lo, hi)? {
+        for (f, read) in live.iter().zip(read_files(&live, lo, hi)) {
+            match read? {
                 Some(batches) => pieces.extend(batches.into_iter().map(|b| (f.priority(), b))),
                 None if attempts < 50 => continue 'retry,
                 None => {
@@ -156,6 +157,37 @@ pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
         }
         return frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e));
     }
+}
+
+type FileRead = Result<Option<Vec<RecordBatch>>>;
+
+/// Read several files, spread over the available cores when there is more than one file.
+fn read_files(files: &[&DataFile], lo: i64, hi: i64) -> Vec<FileRead> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+    if threads <= 1 {
+        return files.iter().map(|f| parquet_file::read(&f.path, lo, hi)).collect();
+    }
+    let mut out: Vec<Option<FileRead>> = (0..files.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let chunk = files.len().div_ceil(threads);
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .zip(out.chunks_mut(chunk))
+            .map(|(fs, slots)| {
+                scope.spawn(move || {
+                    for (f, slot) in fs.iter().zip(slots) {
+                        *slot = Some(parquet_file::read(&f.path, lo, hi));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(OhlcvError::corrupted(PathBuf::new(), "reader thread panicked"))))
+        .collect()
 }
 
 fn read_all(f: &DataFile) -> Result<Vec<RecordBatch>> {

@@ -128,10 +128,17 @@ pub fn read_range(py: Python<'_>, data_dir: PathBuf, start: Option<i64>, end: Op
         .map_err(|e| to_py(py, e))
 }
 
+/// Take the folder lock unless the caller already coordinates writers itself, as the
+/// original tool's `save_ohlcv` callers do (they hold `FileLock(".lock")` around it).
+fn maybe_lock(dir: &std::path::Path, lock: bool, timeout: Option<Duration>) -> crate::ohlcv::Result<Option<crate::fsio::FolderLock>> {
+    if lock { fetch::lock(dir, timeout).map(Some) } else { Ok(None) }
+}
+
 /// Store rows (any table with a `time` column), replacing stored rows of the same time.
 #[pyfunction]
-#[pyo3(signature = (data_dir, period_name, data, durable=false, lock_timeout=None))]
-pub fn write_rows(py: Python<'_>, data_dir: PathBuf, period_name: &str, data: &Bound<'_, PyAny>, durable: bool, lock_timeout: Option<f64>) -> PyResult<usize> {
+#[pyo3(signature = (data_dir, period_name, data, durable=false, lock=true, lock_timeout=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn write_rows(py: Python<'_>, data_dir: PathBuf, period_name: &str, data: &Bound<'_, PyAny>, durable: bool, lock: bool, lock_timeout: Option<f64>) -> PyResult<usize> {
     let p = period(period_name)?;
     let raw = to_batch(data)?;
     let timeout = timeout(lock_timeout)?;
@@ -142,7 +149,8 @@ pub fn write_rows(py: Python<'_>, data_dir: PathBuf, period_name: &str, data: &B
         if batch.num_rows() == 0 {
             return Ok(0);
         }
-        let _guard = fetch::lock(&data_dir, timeout)?;
+        std::fs::create_dir_all(&data_dir).map_err(|e| crate::fsio::FsError::io(&data_dir, e))?;
+        let _guard = maybe_lock(&data_dir, lock, timeout)?;
         store::write_rows(&data_dir, &p, &batch, durable)?;
         Ok(batch.num_rows())
     })
@@ -188,15 +196,15 @@ pub fn log_append(py: Python<'_>, data_dir: PathBuf, data_start: i64, data_end: 
 
 /// Merge the log into one line per covered range (under the folder lock).
 #[pyfunction]
-#[pyo3(signature = (data_dir, period_name, durable=false, lock_timeout=None))]
-pub fn log_compact(py: Python<'_>, data_dir: PathBuf, period_name: &str, durable: bool, lock_timeout: Option<f64>) -> PyResult<()> {
+#[pyo3(signature = (data_dir, period_name, durable=false, lock=true, lock_timeout=None))]
+pub fn log_compact(py: Python<'_>, data_dir: PathBuf, period_name: &str, durable: bool, lock: bool, lock_timeout: Option<f64>) -> PyResult<()> {
     let p = period(period_name)?;
     let timeout = timeout(lock_timeout)?;
     py.detach(|| {
         if !data_dir.join(log::LOG_NAME).exists() {
             return Ok(());
         }
-        let _guard = fetch::lock(&data_dir, timeout)?;
+        let _guard = maybe_lock(&data_dir, lock, timeout)?;
         log::compact(&data_dir, &p, durable, true).map(|_| ())
     })
     .map_err(|e| to_py(py, e))
@@ -213,12 +221,16 @@ pub fn coverage(py: Python<'_>, data_dir: PathBuf, period_name: &str) -> PyResul
 
 /// Rebuild the log from the stored rows; returns the number of lines written.
 #[pyfunction]
-#[pyo3(signature = (data_dir, period_name, now_ms, durable=false, lock_timeout=None))]
-pub fn rebuild_log(py: Python<'_>, data_dir: PathBuf, period_name: &str, now_ms: i64, durable: bool, lock_timeout: Option<f64>) -> PyResult<usize> {
+#[pyo3(signature = (data_dir, period_name, now_ms, durable=false, lock=true, lock_timeout=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn rebuild_log(py: Python<'_>, data_dir: PathBuf, period_name: &str, now_ms: i64, durable: bool, lock: bool, lock_timeout: Option<f64>) -> PyResult<usize> {
     let p = period(period_name)?;
     let timeout = timeout(lock_timeout)?;
     py.detach(|| {
-        let _guard = fetch::lock(&data_dir, timeout)?;
+        if !data_dir.is_dir() {
+            return Ok(0);
+        }
+        let _guard = maybe_lock(&data_dir, lock, timeout)?;
         maintenance::rebuild_log(&data_dir, &p, now_ms, durable)
     })
     .map_err(|e| to_py(py, e))

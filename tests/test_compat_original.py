@@ -381,7 +381,7 @@ def test_candlecache_cache_is_readable_by_duckdb(tmp_path, monkeypatch):
     duckdb = pytest.importorskip("duckdb")
     sym, per, d, ex, want = build_candlecache_dir(tmp_path, monkeypatch)
     con = duckdb.connect()
-    got = con.execute(f"SELECT * FROM read_parquet('{d}/*.parquet') ORDER BY time").pl()
+    got = pl.DataFrame(con.sql(f"SELECT * FROM read_parquet('{d}/*.parquet') ORDER BY time"))
     assert_unique_times(got)
     assert_frame_equal(norm(got), want)
 

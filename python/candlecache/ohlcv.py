@@ -112,7 +112,7 @@ class _Progress:
             if total <= 0 or not self._wanted(total):
                 return
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # type: ignore[import-untyped]
             except ImportError:
                 self.mode = False
                 return

@@ -5,7 +5,9 @@ use crate::fsio::FsError;
 /// Errors of the OHLCV layer.
 #[derive(Debug, thiserror::Error)]
 pub enum OhlcvError {
-    #[error("unknown period {0:?}; expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M")]
+    #[error(
+        "unknown period {0:?}; expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"
+    )]
     UnknownPeriod(String),
     #[error("time {0} is outside the supported range of dates")]
     TimeOutOfRange(i64),

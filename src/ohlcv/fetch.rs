@@ -73,7 +73,10 @@ pub fn lock(dir: &Path, timeout: Option<Duration>) -> Result<FolderLock> {
 /// Read the cache, fetching what is missing; returns the rows of the request.
 pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>> {
     if req.count < 0 {
-        return Err(OhlcvError::InvalidArgument(format!("count must be >= 0, got {}", req.count)));
+        return Err(OhlcvError::InvalidArgument(format!(
+            "count must be >= 0, got {}",
+            req.count
+        )));
     }
     if req.count == 0 {
         return Ok(Vec::new());
@@ -107,7 +110,10 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
     if req.enable_cache {
         store::read_range(&req.dir, lo, hi)
     } else {
-        let pieces = fetched.into_iter().map(|b| (0, frame::slice_sorted(&b, lo, hi))).collect();
+        let pieces = fetched
+            .into_iter()
+            .map(|b| (0, frame::slice_sorted(&b, lo, hi)))
+            .collect();
         frame::merge(pieces).map_err(|e| OhlcvError::corrupted(&req.dir, e))
     }
 }
@@ -235,9 +241,15 @@ impl<'a> Run<'a> {
     /// Write pending rows, then the log lines that cover them: data before its log line.
     fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
-            let merged = frame::merge(std::mem::take(&mut self.pending).into_iter().map(|b| (0, b)).collect())
-                .map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
-            let batch = frame::concat(merged).map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
+            let merged = frame::merge(
+                std::mem::take(&mut self.pending)
+                    .into_iter()
+                    .map(|b| (0, b))
+                    .collect(),
+            )
+            .map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
+            let batch =
+                frame::concat(merged).map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
             store::write_rows(&self.req.dir, &self.req.period, &batch, self.req.durable)?;
             self.pending_rows = 0;
         }
@@ -382,12 +394,28 @@ mod tests {
         struct Junk(i64);
         impl Fetcher for Junk {
             fn fetch(&mut self, since: i64, _: i64) -> Result<RecordBatch> {
-                Ok(frame::from_rows(&[[(since + self.0) as f64, 1.0, 1.0, 1.0, 1.0, 1.0]]))
+                Ok(frame::from_rows(&[[
+                    (since + self.0) as f64,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                ]]))
             }
         }
         let (_d, _, req) = setup();
-        assert!(matches!(get(&req, &mut Junk(-M)), Err(OhlcvError::BadCallbackData(_))));
-        assert!(matches!(get(&req, &mut Junk(1)), Err(OhlcvError::BadCallbackData(_))));
-        assert_eq!(n(&store::read_range(&req.dir, i64::MIN, i64::MAX).unwrap()), 0);
+        assert!(matches!(
+            get(&req, &mut Junk(-M)),
+            Err(OhlcvError::BadCallbackData(_))
+        ));
+        assert!(matches!(
+            get(&req, &mut Junk(1)),
+            Err(OhlcvError::BadCallbackData(_))
+        ));
+        assert_eq!(
+            n(&store::read_range(&req.dir, i64::MIN, i64::MAX).unwrap()),
+            0
+        );
     }
 }

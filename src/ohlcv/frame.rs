@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt32Array, new_null_array};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt32Array, new_null_array,
+};
 use arrow_cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -45,7 +47,14 @@ fn is_integer(t: &DataType) -> bool {
 }
 
 fn is_float(t: &DataType) -> bool {
-    t.is_floating() || matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
+    t.is_floating()
+        || matches!(
+            t,
+            DataType::Decimal32(..)
+                | DataType::Decimal64(..)
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+        )
 }
 
 /// Epoch ms from whatever the time column holds.
@@ -57,8 +66,14 @@ fn time_to_ms(array: &ArrayRef) -> Result<ArrayRef, String> {
         DataType::Float32 | DataType::Float64 => {
             let f = strict_cast(array, &DataType::Float64)?;
             let f = f.as_primitive::<arrow_array::types::Float64Type>();
-            if let Some(bad) = f.iter().flatten().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-                return Err(format!("time value {bad} is not a whole number of milliseconds"));
+            if let Some(bad) = f
+                .iter()
+                .flatten()
+                .find(|v| v.fract() != 0.0 || !v.is_finite())
+            {
+                return Err(format!(
+                    "time value {bad} is not a whole number of milliseconds"
+                ));
             }
             strict_cast(array, &DataType::Int64)?
         }
@@ -70,7 +85,11 @@ fn time_to_ms(array: &ArrayRef) -> Result<ArrayRef, String> {
             let d = strict_cast(array, &DataType::Date64)?;
             strict_cast(&d, &DataType::Int64)?
         }
-        other => return Err(format!("time column has type {other}, expected integer epoch milliseconds or a datetime")),
+        other => {
+            return Err(format!(
+                "time column has type {other}, expected integer epoch milliseconds or a datetime"
+            ));
+        }
     };
     if ms.null_count() > 0 {
         return Err("time column contains nulls".to_owned());
@@ -86,9 +105,12 @@ fn time_to_ms(array: &ArrayRef) -> Result<ArrayRef, String> {
 pub fn normalize(batch: &RecordBatch, strict: bool) -> Result<RecordBatch, String> {
     let schema = batch.schema();
     let find = |name: &str| schema.index_of(name).ok();
-    let time_idx = find(TIME)
-        .or_else(|| find("timestamp"))
-        .ok_or_else(|| format!("no `time` column (columns: {:?})", schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()))?;
+    let time_idx = find(TIME).or_else(|| find("timestamp")).ok_or_else(|| {
+        format!(
+            "no `time` column (columns: {:?})",
+            schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+        )
+    })?;
     let rows = batch.num_rows();
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
@@ -143,7 +165,11 @@ pub fn unify(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
             }
         }
     }
-    if extras.is_empty() && batches.iter().all(|b| b.schema().fields().len() == base.fields().len()) {
+    if extras.is_empty()
+        && batches
+            .iter()
+            .all(|b| b.schema().fields().len() == base.fields().len())
+    {
         return batches;
     }
     let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -156,12 +182,14 @@ pub fn unify(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
             for e in &extras {
                 let col = match b.schema().index_of(e.name()) {
                     Ok(i) if b.column(i).data_type() == e.data_type() => b.column(i).clone(),
-                    Ok(i) => strict_cast(b.column(i), e.data_type()).unwrap_or_else(|_| new_null_array(e.data_type(), b.num_rows())),
+                    Ok(i) => strict_cast(b.column(i), e.data_type())
+                        .unwrap_or_else(|_| new_null_array(e.data_type(), b.num_rows())),
                     Err(_) => new_null_array(e.data_type(), b.num_rows()),
                 };
                 cols.push(col);
             }
-            RecordBatch::try_new(schema.clone(), cols).unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()))
+            RecordBatch::try_new(schema.clone(), cols)
+                .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()))
         })
         .collect()
 }
@@ -228,15 +256,20 @@ pub fn concat(batches: Vec<RecordBatch>) -> Result<RecordBatch, String> {
     match batches.len() {
         0 => Ok(empty_batch()),
         1 => Ok(batches.into_iter().next().unwrap_or_else(empty_batch)),
-        _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches).map_err(|e| e.to_string()),
+        _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
+            .map_err(|e| e.to_string()),
     }
 }
 
 /// Build a base-layout batch from rows (used by tests and benches).
 pub fn from_rows(rows: &[[f64; 6]]) -> RecordBatch {
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r[0] as i64)))];
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(
+        rows.iter().map(|r| r[0] as i64),
+    ))];
     for c in 1..6 {
-        cols.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r[c]))));
+        cols.push(Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r[c]),
+        )));
     }
     RecordBatch::try_new(base_schema(), cols).unwrap_or_else(|_| empty_batch())
 }
@@ -255,7 +288,11 @@ mod tests {
             .iter()
             .flat_map(|b| {
                 let t = times(b).values().to_vec();
-                let o = b.column(1).as_primitive::<arrow_array::types::Float64Type>().values().to_vec();
+                let o = b
+                    .column(1)
+                    .as_primitive::<arrow_array::types::Float64Type>()
+                    .values()
+                    .to_vec();
                 t.into_iter().zip(o)
             })
             .collect()
@@ -278,7 +315,11 @@ mod tests {
         let b = rows(&[1, 2], 1.0);
         assert_eq!(normalize(&b, true).unwrap().num_rows(), 2);
         let only_time = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new("time", DataType::Int64, false)])),
+            Arc::new(Schema::new(vec![Field::new(
+                "time",
+                DataType::Int64,
+                false,
+            )])),
             vec![Arc::new(Int64Array::from(vec![1]))],
         )
         .unwrap();

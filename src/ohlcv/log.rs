@@ -74,7 +74,12 @@ fn parse_line(line: &str) -> Option<Entry> {
             _ => None,
         }
     };
-    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (data_start, data_end) = (int("data_start")?, int("data_end")?);
     if data_end < data_start {
         return None;
@@ -177,7 +182,14 @@ pub fn append(dir: &Path, entry: &Entry, durable: bool) -> Result<()> {
 }
 
 /// An entry covering the half-open `[start, end)` of `period`, fetched at `now_ms`.
-pub fn entry_for(period: &Period, start: i64, end: i64, count: i64, now_ms: i64, source: &str) -> Result<Entry> {
+pub fn entry_for(
+    period: &Period,
+    start: i64,
+    end: i64,
+    count: i64,
+    now_ms: i64,
+    source: &str,
+) -> Result<Entry> {
     Ok(Entry {
         fetch_time: iso_utc(now_ms),
         data_start: start,
@@ -198,7 +210,13 @@ pub fn uncover(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool)
     rewrite(dir, period, holes, durable, true).map(|_| ())
 }
 
-fn rewrite(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool, force: bool) -> Result<bool> {
+fn rewrite(
+    dir: &Path,
+    period: &Period,
+    holes: &[(i64, i64)],
+    durable: bool,
+    force: bool,
+) -> Result<bool> {
     let entries = read_entries(dir)?;
     let mut spans: Vec<(i64, i64, i64, i64)> = entries
         .iter()
@@ -213,8 +231,16 @@ fn rewrite(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool, for
             .into_iter()
             .flat_map(|(a, b, count, fetched)| {
                 // Keep the parts of [a, b) that no hole touches.
-                let inside: Ranges = holes.as_slice().iter().map(|&(h0, h1)| (h0.max(a), h1.min(b))).collect();
-                inside.missing(a, b).into_iter().map(move |(x, y)| (x, y, count, fetched)).collect::<Vec<_>>()
+                let inside: Ranges = holes
+                    .as_slice()
+                    .iter()
+                    .map(|&(h0, h1)| (h0.max(a), h1.min(b)))
+                    .collect();
+                inside
+                    .missing(a, b)
+                    .into_iter()
+                    .map(move |(x, y)| (x, y, count, fetched))
+                    .collect::<Vec<_>>()
             })
             .collect();
     }
@@ -238,12 +264,23 @@ fn rewrite(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool, for
 }
 
 /// Replace the log with one line per `(start, end, count, fetched_ms)` span.
-pub fn write_merged(dir: &Path, period: &Period, merged: Vec<(i64, i64, i64, i64)>, durable: bool) -> Result<()> {
+pub fn write_merged(
+    dir: &Path,
+    period: &Period,
+    merged: Vec<(i64, i64, i64, i64)>,
+    durable: bool,
+) -> Result<()> {
     write_spans(dir, period, merged, "compacted", durable)
 }
 
 /// Replace the log with one line per `(start, end, count, fetched_ms)` span, tagged `source`.
-pub fn write_spans(dir: &Path, period: &Period, merged: Vec<(i64, i64, i64, i64)>, source: &str, durable: bool) -> Result<()> {
+pub fn write_spans(
+    dir: &Path,
+    period: &Period,
+    merged: Vec<(i64, i64, i64, i64)>,
+    source: &str,
+    durable: bool,
+) -> Result<()> {
     let mut out = Vec::new();
     for (a, b, count, fetched) in merged {
         let mut entry = entry_for(period, a, b, count, fetched, source)?;
@@ -303,9 +340,17 @@ mod tests {
             let e = entry_for(&p, i * 60_000, (i + 1) * 60_000, 1, now, "api").unwrap();
             append(dir.path(), &e, false).unwrap();
         }
-        append(dir.path(), &entry_for(&p, 9_960_000, 10_020_000, 0, now, "api").unwrap(), false).unwrap();
+        append(
+            dir.path(),
+            &entry_for(&p, 9_960_000, 10_020_000, 0, now, "api").unwrap(),
+            false,
+        )
+        .unwrap();
         let before = coverage(dir.path(), &p).unwrap();
-        assert_eq!(before.as_slice(), &[(0, 6_000_000), (9_960_000, 10_020_000)]);
+        assert_eq!(
+            before.as_slice(),
+            &[(0, 6_000_000), (9_960_000, 10_020_000)]
+        );
         assert!(compact(dir.path(), &p, false, false).unwrap());
         assert_eq!(read_entries(dir.path()).unwrap().len(), 2);
         assert_eq!(coverage(dir.path(), &p).unwrap(), before);

@@ -57,27 +57,56 @@ mod tests {
         let p = Period::parse("1m").unwrap();
         let jan = 0i64;
         let feb = 31 * 24 * 60 * 60_000i64;
-        let rows = |a: i64, n: i64| frame::from_rows(&(0..n).map(|i| [(a + i * 60_000) as f64, 1.0, 1.0, 1.0, 1.0, 1.0]).collect::<Vec<_>>());
+        let rows = |a: i64, n: i64| {
+            frame::from_rows(
+                &(0..n)
+                    .map(|i| [(a + i * 60_000) as f64, 1.0, 1.0, 1.0, 1.0, 1.0])
+                    .collect::<Vec<_>>(),
+            )
+        };
         store::write_rows(dir.path(), &p, &rows(jan, 10), false).unwrap();
         store::write_rows(dir.path(), &p, &rows(feb, 10), false).unwrap();
         let now = 10 * feb;
-        log::append(dir.path(), &log::entry_for(&p, jan, feb + 600_000, 20, now, "api").unwrap(), false).unwrap();
+        log::append(
+            dir.path(),
+            &log::entry_for(&p, jan, feb + 600_000, 20, now, "api").unwrap(),
+            false,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("1970-01.parquet"), b"PAR1garbage").unwrap();
         assert!(store::read_range(dir.path(), 0, i64::MAX).is_err());
         let moved = repair(dir.path(), &p, false).unwrap();
         assert_eq!(moved.len(), 1);
-        assert!(moved[0].to_string_lossy().ends_with("1970-01.parquet.corrupt"));
-        assert_eq!(log::coverage(dir.path(), &p).unwrap().as_slice(), &[(feb, feb + 600_000)]);
-        assert_eq!(store::read_range(dir.path(), 0, i64::MAX).unwrap()[0].num_rows(), 10);
+        assert!(
+            moved[0]
+                .to_string_lossy()
+                .ends_with("1970-01.parquet.corrupt")
+        );
+        assert_eq!(
+            log::coverage(dir.path(), &p).unwrap().as_slice(),
+            &[(feb, feb + 600_000)]
+        );
+        assert_eq!(
+            store::read_range(dir.path(), 0, i64::MAX).unwrap()[0].num_rows(),
+            10
+        );
     }
 
     #[test]
     fn rebuild_covers_runs_only() {
         let dir = tempfile::tempdir().unwrap();
         let p = Period::parse("1m").unwrap();
-        let rows = frame::from_rows(&[0, 1, 2, 5, 6].map(|i| [(i * 60_000) as f64, 1.0, 1.0, 1.0, 1.0, 1.0]));
+        let rows = frame::from_rows(
+            &[0, 1, 2, 5, 6].map(|i| [(i * 60_000) as f64, 1.0, 1.0, 1.0, 1.0, 1.0]),
+        );
         store::write_rows(dir.path(), &p, &rows, false).unwrap();
-        assert_eq!(rebuild_log(dir.path(), &p, 1_000_000_000, false).unwrap(), 2);
-        assert_eq!(log::coverage(dir.path(), &p).unwrap().as_slice(), &[(0, 180_000), (300_000, 420_000)]);
+        assert_eq!(
+            rebuild_log(dir.path(), &p, 1_000_000_000, false).unwrap(),
+            2
+        );
+        assert_eq!(
+            log::coverage(dir.path(), &p).unwrap().as_slice(),
+            &[(0, 180_000), (300_000, 420_000)]
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, SortingColumn};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
@@ -99,8 +101,8 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
         return Ok(Some((file, info.clone())));
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let meta = ArrowReaderMetadata::load(&file, options)
-        .map_err(|e| OhlcvError::corrupted(path, e))?;
+    let meta =
+        ArrowReaderMetadata::load(&file, options).map_err(|e| OhlcvError::corrupted(path, e))?;
     let time_idx = meta
         .parquet_schema()
         .columns()
@@ -178,11 +180,14 @@ pub fn read(path: &Path, lo: i64, hi: i64) -> Result<Option<Vec<RecordBatch>>> {
     let sorted = out.iter().all(frame::is_strictly_sorted)
         && out.windows(2).all(|w| {
             let a = frame::times(&w[0]);
-            a.is_empty() || frame::times(&w[1]).is_empty() || a.value(a.len() - 1) < frame::times(&w[1]).value(0)
+            a.is_empty()
+                || frame::times(&w[1]).is_empty()
+                || a.value(a.len() - 1) < frame::times(&w[1]).value(0)
         });
     if !sorted {
         // A file we did not write may be unsorted or hold duplicates.
-        out = frame::merge(out.into_iter().map(|b| (0, b)).collect()).map_err(|e| OhlcvError::corrupted(path, e))?;
+        out = frame::merge(out.into_iter().map(|b| (0, b)).collect())
+            .map_err(|e| OhlcvError::corrupted(path, e))?;
     }
     Ok(Some(
         out.iter()
@@ -203,7 +208,10 @@ fn page_selection(info: &FileInfo, groups: &[usize], lo: i64, hi: i64) -> Option
     let mut narrowed = false;
     for &rg in groups {
         let rows = usize::try_from(meta.row_group(rg).num_rows()).ok()?;
-        let pages = match (index.column_index(rg, time_idx), index.offset_index(rg, time_idx)) {
+        let pages = match (
+            index.column_index(rg, time_idx),
+            index.offset_index(rg, time_idx),
+        ) {
             (Some(ColumnIndexMetaData::INT64(ci)), Some(oi)) => Some((ci, oi.page_locations())),
             _ => None,
         };
@@ -250,9 +258,7 @@ fn properties(kv: Vec<(String, String)>) -> WriterProperties {
             nulls_first: false,
         }]))
         .set_key_value_metadata(Some(
-            kv.into_iter()
-                .map(|(k, v)| KeyValue::new(k, v))
-                .collect(),
+            kv.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
         ))
         .build()
 }
@@ -260,20 +266,30 @@ fn properties(kv: Vec<(String, String)>) -> WriterProperties {
 /// An I/O error from the Parquet writer, keeping the OS error (ENOSPC, EACCES) it wraps.
 fn into_io(err: parquet::errors::ParquetError) -> std::io::Error {
     match err {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => *io,
-            Err(other) => std::io::Error::other(other),
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => *io,
+                Err(other) => std::io::Error::other(other),
+            }
+        }
         other => std::io::Error::other(other),
     }
 }
 
 /// Write sorted, unique, unified batches as `path`, atomically.
-pub fn write(path: &Path, batches: &[RecordBatch], kv: Vec<(String, String)>, durable: bool) -> Result<()> {
-    let schema = batches.first().map_or_else(frame::base_schema, |b| b.schema());
+pub fn write(
+    path: &Path,
+    batches: &[RecordBatch],
+    kv: Vec<(String, String)>,
+    durable: bool,
+) -> Result<()> {
+    let schema = batches
+        .first()
+        .map_or_else(frame::base_schema, |b| b.schema());
     let props = properties(kv);
     fsio::atomic_write(path, durable, |file| {
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(into_io)?;
+        let mut writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(into_io)?;
         for b in batches {
             writer.write(b).map_err(into_io)?;
         }
@@ -291,8 +307,16 @@ mod tests {
     fn write_then_read_a_range_and_detect_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("2024.parquet");
-        let rows: Vec<[f64; 6]> = (0..10_000).map(|i| [(i * 60_000) as f64, 1.0, 2.0, 0.5, 1.5, 10.0]).collect();
-        write(&path, &[frame::from_rows(&rows)], vec![("k".into(), "v".into())], false).unwrap();
+        let rows: Vec<[f64; 6]> = (0..10_000)
+            .map(|i| [(i * 60_000) as f64, 1.0, 2.0, 0.5, 1.5, 10.0])
+            .collect();
+        write(
+            &path,
+            &[frame::from_rows(&rows)],
+            vec![("k".into(), "v".into())],
+            false,
+        )
+        .unwrap();
         let got = read(&path, 60_000 * 5000, 60_000 * 5100).unwrap().unwrap();
         let n: usize = got.iter().map(|b| b.num_rows()).sum();
         assert_eq!(n, 100);
@@ -303,7 +327,14 @@ mod tests {
         // Truncate: a clear corruption error, not a panic.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(read(&path, 0, i64::MAX), Err(OhlcvError::Corrupted { .. })));
-        assert!(read(&dir.path().join("gone.parquet"), 0, 1).unwrap().is_none());
+        assert!(matches!(
+            read(&path, 0, i64::MAX),
+            Err(OhlcvError::Corrupted { .. })
+        ));
+        assert!(
+            read(&dir.path().join("gone.parquet"), 0, 1)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -135,7 +135,8 @@ impl Period {
                 let index = (y as i64 * 12 + (m as i64 - 1))
                     .checked_add(n)
                     .ok_or(OhlcvError::TimeOutOfRange(t))?;
-                let ny = i32::try_from(index.div_euclid(12)).map_err(|_| OhlcvError::TimeOutOfRange(t))?;
+                let ny = i32::try_from(index.div_euclid(12))
+                    .map_err(|_| OhlcvError::TimeOutOfRange(t))?;
                 let nm = index.rem_euclid(12) as u32 + 1;
                 let target = month_start(ny, nm)?;
                 let next = month_start_after(ny, nm)?;
@@ -239,7 +240,11 @@ pub fn parse_iso_ms(s: &str) -> Option<i64> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_millis());
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+    ] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return Some(dt.timestamp_millis());
         }
@@ -263,7 +268,10 @@ mod tests {
         for p in PERIODS {
             assert_eq!(Period::parse(p).unwrap().name(), p);
         }
-        assert!(matches!(Period::parse("7m"), Err(OhlcvError::UnknownPeriod(_))));
+        assert!(matches!(
+            Period::parse("7m"),
+            Err(OhlcvError::UnknownPeriod(_))
+        ));
         assert!(Period::parse("1H").is_err());
     }
 
@@ -271,13 +279,32 @@ mod tests {
     fn weeks_open_on_monday_and_months_on_the_first() {
         let w = Period::parse("1w").unwrap();
         // 2024-01-03 is a Wednesday; its week opened Monday 2024-01-01.
-        assert_eq!(w.floor(ms("2024-01-03T12:00:00Z")).unwrap(), ms("2024-01-01T00:00:00Z"));
+        assert_eq!(
+            w.floor(ms("2024-01-03T12:00:00Z")).unwrap(),
+            ms("2024-01-01T00:00:00Z")
+        );
         let m = Period::parse("1M").unwrap();
-        assert_eq!(m.floor(ms("2024-02-29T23:59:59Z")).unwrap(), ms("2024-02-01T00:00:00Z"));
-        assert_eq!(m.add(ms("2024-01-01T00:00:00Z"), 13).unwrap(), ms("2025-02-01T00:00:00Z"));
-        assert_eq!(m.add(ms("2024-03-01T00:00:00Z"), -3).unwrap(), ms("2023-12-01T00:00:00Z"));
-        assert_eq!(m.slots(ms("2024-01-01T00:00:00Z"), ms("2024-03-01T00:00:00Z")).unwrap(), 2);
-        assert_eq!(m.ceil(ms("2024-01-15T00:00:00Z")).unwrap(), ms("2024-02-01T00:00:00Z"));
+        assert_eq!(
+            m.floor(ms("2024-02-29T23:59:59Z")).unwrap(),
+            ms("2024-02-01T00:00:00Z")
+        );
+        assert_eq!(
+            m.add(ms("2024-01-01T00:00:00Z"), 13).unwrap(),
+            ms("2025-02-01T00:00:00Z")
+        );
+        assert_eq!(
+            m.add(ms("2024-03-01T00:00:00Z"), -3).unwrap(),
+            ms("2023-12-01T00:00:00Z")
+        );
+        assert_eq!(
+            m.slots(ms("2024-01-01T00:00:00Z"), ms("2024-03-01T00:00:00Z"))
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            m.ceil(ms("2024-01-15T00:00:00Z")).unwrap(),
+            ms("2024-02-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -304,11 +331,18 @@ mod tests {
     #[test]
     fn partition_spans_round_trip() {
         let p = Period::parse("1m").unwrap();
-        for t in [ms("2024-01-01T00:00:00Z"), ms("2024-12-31T23:59:00Z"), ms("1999-07-04T01:02:00Z")] {
+        for t in [
+            ms("2024-01-01T00:00:00Z"),
+            ms("2024-12-31T23:59:00Z"),
+            ms("1999-07-04T01:02:00Z"),
+        ] {
             let (a, b) = partition_span(&p.partition_key(t).unwrap()).unwrap();
             assert!(a <= t && t < b);
         }
-        assert_eq!(partition_span("2020s").unwrap().0, ms("2020-01-01T00:00:00Z"));
+        assert_eq!(
+            partition_span("2020s").unwrap().0,
+            ms("2020-01-01T00:00:00Z")
+        );
         assert!(partition_span("2024-13").is_none());
         assert!(partition_span("data").is_none());
         assert!(partition_span("2025s").is_none());
@@ -318,7 +352,10 @@ mod tests {
     fn iso_round_trip() {
         let t = 1_700_000_000_123;
         assert_eq!(parse_iso_ms(&iso_utc(t)), Some(t));
-        assert_eq!(parse_iso_ms("2024-01-01T00:00:00.5+00:00"), Some(ms("2024-01-01T00:00:00Z") + 500));
+        assert_eq!(
+            parse_iso_ms("2024-01-01T00:00:00.5+00:00"),
+            Some(ms("2024-01-01T00:00:00Z") + 500)
+        );
         assert!(parse_iso_ms("garbage").is_none());
     }
 }

@@ -113,7 +113,9 @@ fn superseded(files: &[DataFile]) -> Result<HashSet<PathBuf>> {
         let mut dead: HashSet<u64> = HashSet::new();
         let mut through = 0u64;
         for f in group {
-            let Some((_, info)) = parquet_file::open(&f.path)? else { continue };
+            let Some((_, info)) = parquet_file::open(&f.path)? else {
+                continue;
+            };
             if f.seq == 0 {
                 if let Some(v) = info.kv.get(COMPACTED_THROUGH) {
                     through = through.max(v.parse().unwrap_or(0));
@@ -142,7 +144,10 @@ pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
     let mut attempts = 0;
     'retry: loop {
         attempts += 1;
-        let files: Vec<DataFile> = list(dir)?.into_iter().filter(|f| overlaps(f, lo, hi)).collect();
+        let files: Vec<DataFile> = list(dir)?
+            .into_iter()
+            .filter(|f| overlaps(f, lo, hi))
+            .collect();
         let stale = superseded(&files)?;
         let live: Vec<&DataFile> = files.iter().filter(|f| !stale.contains(&f.path)).collect();
         let mut pieces = Vec::new();
@@ -151,7 +156,14 @@ pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
                 Some(batches) => pieces.extend(batches.into_iter().map(|b| (f.priority(), b))),
                 None if attempts < 50 => continue 'retry,
                 None => {
-                    return Err(FsError::io(&f.path, std::io::Error::new(ErrorKind::NotFound, "file keeps vanishing while being read")).into());
+                    return Err(FsError::io(
+                        &f.path,
+                        std::io::Error::new(
+                            ErrorKind::NotFound,
+                            "file keeps vanishing while being read",
+                        ),
+                    )
+                    .into());
                 }
             }
         }
@@ -163,9 +175,14 @@ type FileRead = Result<Option<Vec<RecordBatch>>>;
 
 /// Read several files, spread over the available cores when there is more than one file.
 fn read_files(files: &[&DataFile], lo: i64, hi: i64) -> Vec<FileRead> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len());
     if threads <= 1 {
-        return files.iter().map(|f| parquet_file::read(&f.path, lo, hi)).collect();
+        return files
+            .iter()
+            .map(|f| parquet_file::read(&f.path, lo, hi))
+            .collect();
     }
     let mut out: Vec<Option<FileRead>> = (0..files.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
@@ -186,7 +203,14 @@ fn read_files(files: &[&DataFile], lo: i64, hi: i64) -> Vec<FileRead> {
         }
     });
     out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(OhlcvError::corrupted(PathBuf::new(), "reader thread panicked"))))
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(OhlcvError::corrupted(
+                    PathBuf::new(),
+                    "reader thread panicked",
+                ))
+            })
+        })
         .collect()
 }
 
@@ -249,7 +273,8 @@ pub fn write_rows(dir: &Path, period: &Period, batch: &RecordBatch, durable: boo
     let mut start = 0;
     while start < t.len() {
         let key = period.partition_key(t[start])?;
-        let (_, span_end) = partition_span(&key).ok_or_else(|| OhlcvError::TimeOutOfRange(t[start]))?;
+        let (_, span_end) =
+            partition_span(&key).ok_or_else(|| OhlcvError::TimeOutOfRange(t[start]))?;
         let end = start + t[start..].partition_point(|&x| x < span_end);
         write_partition(dir, &key, &batch.slice(start, end - start), durable)?;
         start = end;
@@ -259,15 +284,24 @@ pub fn write_rows(dir: &Path, period: &Period, batch: &RecordBatch, durable: boo
 
 fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> Result<()> {
     let all = list(dir)?;
-    let group: Vec<DataFile> = all.into_iter().filter(|f| f.key.as_deref() == Some(key)).collect();
+    let group: Vec<DataFile> = all
+        .into_iter()
+        .filter(|f| f.key.as_deref() == Some(key))
+        .collect();
     let stale = superseded(&group)?;
     remove(stale.iter().cloned())?;
-    let group: Vec<DataFile> = group.into_iter().filter(|f| !stale.contains(&f.path)).collect();
+    let group: Vec<DataFile> = group
+        .into_iter()
+        .filter(|f| !stale.contains(&f.path))
+        .collect();
     let main = group.iter().find(|f| f.seq == 0).cloned();
     let deltas: Vec<DataFile> = group.iter().filter(|f| f.seq > 0).cloned().collect();
     let through = match &main {
         Some(m) => parquet_file::open(&m.path)?
-            .and_then(|(_, i)| i.kv.get(COMPACTED_THROUGH).and_then(|v| v.parse::<u64>().ok()))
+            .and_then(|(_, i)| {
+                i.kv.get(COMPACTED_THROUGH)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .unwrap_or(0),
         None => 0,
     };
@@ -289,7 +323,15 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
         }
     }
     if main_hit || deltas.len() - hit_deltas.len() + 1 > MAX_DELTAS {
-        return compact(dir, key, main.as_ref(), &deltas, Some(rows), through, durable);
+        return compact(
+            dir,
+            key,
+            main.as_ref(),
+            &deltas,
+            Some(rows),
+            through,
+            durable,
+        );
     }
     let path = delta_path(dir, key, next_seq);
     if hit_deltas.is_empty() {
@@ -302,7 +344,12 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     pieces.push((u64::MAX, rows.clone()));
     let merged = frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e))?;
     let seqs: Vec<String> = hit_deltas.iter().map(|d| d.seq.to_string()).collect();
-    parquet_file::write(&path, &merged, vec![(SUPERSEDES.to_owned(), seqs.join(","))], durable)?;
+    parquet_file::write(
+        &path,
+        &merged,
+        vec![(SUPERSEDES.to_owned(), seqs.join(","))],
+        durable,
+    )?;
     remove(hit_deltas.into_iter().map(|d| d.path))
 }
 
@@ -328,14 +375,20 @@ fn compact(
     }
     let merged = frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e))?;
     let through = deltas.iter().map(|d| d.seq).max().unwrap_or(0).max(through);
-    let kv = if through > 0 { vec![(COMPACTED_THROUGH.to_owned(), through.to_string())] } else { Vec::new() };
+    let kv = if through > 0 {
+        vec![(COMPACTED_THROUGH.to_owned(), through.to_string())]
+    } else {
+        Vec::new()
+    };
     parquet_file::write(&dir.join(format!("{key}.parquet")), &merged, kv, durable)?;
     remove(deltas.iter().map(|d| d.path.clone()))
 }
 
-/// Move files that cannot be read aside (`*.parquet.corrupt`), returning the spans they held
-/// (None for a file whose span is unknown).
-pub fn quarantine_corrupt(dir: &Path) -> Result<Vec<(PathBuf, Option<(i64, i64)>)>> {
+/// A file moved aside, and the span of times it held (None if its name does not say).
+pub type Quarantined = (PathBuf, Option<(i64, i64)>);
+
+/// Move files that cannot be read aside (`*.parquet.corrupt`).
+pub fn quarantine_corrupt(dir: &Path) -> Result<Vec<Quarantined>> {
     let mut moved = Vec::new();
     for f in list(dir)? {
         let bad = match parquet_file::read(&f.path, i64::MIN, i64::MAX) {
@@ -394,7 +447,13 @@ mod tests {
         let p = Period::parse("1m").unwrap();
         write_rows(dir.path(), &p, &rows(0..1000, 1.0), false).unwrap();
         for i in 0..20 {
-            write_rows(dir.path(), &p, &rows(1000 + i * 10..1010 + i * 10, 1.0), false).unwrap();
+            write_rows(
+                dir.path(),
+                &p,
+                &rows(1000 + i * 10..1010 + i * 10, 1.0),
+                false,
+            )
+            .unwrap();
             no_duplicates_across_files(dir.path());
             assert!(list(dir.path()).unwrap().len() <= MAX_DELTAS + 1);
         }
@@ -426,10 +485,27 @@ mod tests {
         let p = Period::parse("1m").unwrap();
         // 1970-01-31 23:00 .. 1970-02-01 01:00
         let jan31 = 30 * 24 * 60;
-        write_rows(dir.path(), &p, &rows(jan31 + 23 * 60..jan31 + 25 * 60, 1.0), false).unwrap();
-        let names: Vec<_> = list(dir.path()).unwrap().into_iter().map(|f| f.key.unwrap()).collect();
+        write_rows(
+            dir.path(),
+            &p,
+            &rows(jan31 + 23 * 60..jan31 + 25 * 60, 1.0),
+            false,
+        )
+        .unwrap();
+        let names: Vec<_> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.key.unwrap())
+            .collect();
         assert_eq!(names, vec!["1970-01", "1970-02"]);
-        assert_eq!(read_range(dir.path(), 0, i64::MAX).unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 120);
+        assert_eq!(
+            read_range(dir.path(), 0, i64::MAX)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            120
+        );
     }
 
     #[test]
@@ -438,7 +514,11 @@ mod tests {
         let p = Period::parse("1m").unwrap();
         write_rows(dir.path(), &p, &rows(0..10, 1.0), false).unwrap();
         write_rows(dir.path(), &p, &rows(10..20, 1.0), false).unwrap();
-        let delta = list(dir.path()).unwrap().into_iter().find(|f| f.seq > 0).unwrap();
+        let delta = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .find(|f| f.seq > 0)
+            .unwrap();
         let saved = fs::read(&delta.path).unwrap();
         // Fold into main, then put the old delta back as if the crash hit before its removal.
         write_rows(dir.path(), &p, &rows(5..6, 9.0), false).unwrap();
@@ -455,7 +535,13 @@ mod tests {
     fn foreign_file_names_are_read_with_lowest_priority() {
         let dir = tempfile::tempdir().unwrap();
         let p = Period::parse("1m").unwrap();
-        parquet_file::write(&dir.path().join("extra.parquet"), &[rows(0..5, 7.0)], Vec::new(), false).unwrap();
+        parquet_file::write(
+            &dir.path().join("extra.parquet"),
+            &[rows(0..5, 7.0)],
+            Vec::new(),
+            false,
+        )
+        .unwrap();
         write_rows(dir.path(), &p, &rows(3..8, 1.0), false).unwrap();
         let got = all(dir.path());
         assert_eq!(got.len(), 8);

@@ -2,8 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow_array::ffi_stream::{RecordBatchStreamReader, FFI_ArrowArrayStream};
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchIterator, RecordBatchReader};
+use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchIterator, RecordBatchReader,
+};
 use arrow_schema::SchemaRef;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
@@ -20,7 +22,9 @@ pub struct ArrowStream {
 
 impl ArrowStream {
     pub fn new(batches: Vec<RecordBatch>) -> Self {
-        let schema = batches.first().map_or_else(frame::base_schema, |b| b.schema());
+        let schema = batches
+            .first()
+            .map_or_else(frame::base_schema, |b| b.schema());
         ArrowStream {
             inner: Mutex::new(Some((schema, batches))),
         }
@@ -30,7 +34,11 @@ impl ArrowStream {
 #[pymethods]
 impl ArrowStream {
     #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyCapsule>> {
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
         let (schema, batches) = self
             .inner
@@ -46,17 +54,21 @@ impl ArrowStream {
 
 /// Import any object exporting `__arrow_c_stream__` as one batch.
 pub fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
-    let capsule = obj.call_method0("__arrow_c_stream__")?.cast_into::<PyCapsule>()?;
+    let capsule = obj
+        .call_method0("__arrow_c_stream__")?
+        .cast_into::<PyCapsule>()?;
     let ptr = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
     // SAFETY: the capsule named "arrow_array_stream" holds an FFI_ArrowArrayStream by the
     // Arrow PyCapsule interface; from_raw moves it out and leaves a released stream behind.
-    let reader = unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast::<FFI_ArrowArrayStream>()) }
-        .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
+    let reader =
+        unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast::<FFI_ArrowArrayStream>()) }
+            .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
     let schema = reader.schema();
     let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
         .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
-    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| PyTypeError::new_err(e.to_string()))
+    arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(|e| PyTypeError::new_err(e.to_string()))
 }
 
 fn number(item: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
@@ -96,20 +108,30 @@ pub fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
         } else {
             match t.extract::<f64>() {
                 Ok(f) if f.fract() == 0.0 && f.is_finite() => f as i64,
-                _ => return Err(bad(i, "has a timestamp that is not whole epoch milliseconds")),
+                _ => {
+                    return Err(bad(
+                        i,
+                        "has a timestamp that is not whole epoch milliseconds",
+                    ));
+                }
             }
         };
         time.push(ms);
         for (c, col) in cols.iter_mut().enumerate() {
             let v = row.get_item(c + 1)?;
-            col.push(number(&v).map_err(|_| bad(i, &format!("has a non-numeric value at position {}", c + 1)))?);
+            col.push(
+                number(&v).map_err(|_| {
+                    bad(i, &format!("has a non-numeric value at position {}", c + 1))
+                })?,
+            );
         }
     }
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(time))];
     for col in cols {
         arrays.push(Arc::new(Float64Array::from(col)));
     }
-    RecordBatch::try_new(frame::base_schema(), arrays).map_err(|e| PyTypeError::new_err(e.to_string()))
+    RecordBatch::try_new(frame::base_schema(), arrays)
+        .map_err(|e| PyTypeError::new_err(e.to_string()))
 }
 
 /// What a callback returned, as a batch: a list of rows, or anything with `__arrow_c_stream__`.

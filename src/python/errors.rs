@@ -12,7 +12,9 @@ use crate::ohlcv::OhlcvError;
 /// from both `CandlecacheError` and a builtin, as `CallbackError(ValueError)` does).
 fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let module = MODULE.get_or_try_init(py, || py.import("candlecache.exceptions").map(Bound::unbind))?;
+    let module = MODULE.get_or_try_init(py, || {
+        py.import("candlecache.exceptions").map(Bound::unbind)
+    })?;
     Ok(module.bind(py).getattr(name)?.cast_into::<PyType>()?)
 }
 
@@ -26,13 +28,18 @@ fn raise(py: Python<'_>, name: &'static str, msg: String) -> PyErr {
 pub fn fs_to_py(py: Python<'_>, err: FsError) -> PyErr {
     match err {
         FsError::Timeout { .. } => raise(py, "Timeout", err.to_string()),
-        FsError::Io { ref path, ref source } => {
+        FsError::Io {
+            ref path,
+            ref source,
+        } => {
             let msg = source.to_string();
             let file = path.to_string_lossy().into_owned();
             let errno = source.raw_os_error().unwrap_or(0);
             match source.kind() {
                 std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err((errno, msg, file)),
-                std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err((errno, msg, file)),
+                std::io::ErrorKind::PermissionDenied => {
+                    PyPermissionError::new_err((errno, msg, file))
+                }
                 _ => PyOSError::new_err((errno, msg, file)),
             }
         }
@@ -41,14 +48,16 @@ pub fn fs_to_py(py: Python<'_>, err: FsError) -> PyErr {
 
 pub fn to_py(py: Python<'_>, err: OhlcvError) -> PyErr {
     match err {
-        OhlcvError::UnknownPeriod(_) | OhlcvError::TimeOutOfRange(_) | OhlcvError::InvalidArgument(_) => {
-            PyValueError::new_err(err.to_string())
-        }
+        OhlcvError::UnknownPeriod(_)
+        | OhlcvError::TimeOutOfRange(_)
+        | OhlcvError::InvalidArgument(_) => PyValueError::new_err(err.to_string()),
         OhlcvError::Fs(e) => fs_to_py(py, e),
         OhlcvError::Corrupted { .. } => raise(
             py,
             "CorruptionError",
-            format!("{err}; candlecache.repair_cache() moves such files aside so their range is fetched again"),
+            format!(
+                "{err}; candlecache.repair_cache() moves such files aside so their range is fetched again"
+            ),
         ),
         OhlcvError::BadCallbackData(_) => raise(py, "CallbackError", err.to_string()),
         OhlcvError::Callback(_) => raise(py, "CandlecacheError", err.to_string()),

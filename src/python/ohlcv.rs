@@ -21,7 +21,13 @@ fn period(name: &str) -> PyResult<Period> {
 
 fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
     seconds
-        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err(format!("lock_timeout must be a non-negative number of seconds, got {s}"))))
+        .map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "lock_timeout must be a non-negative number of seconds, got {s}"
+                ))
+            })
+        })
         .transpose()
 }
 
@@ -53,7 +59,15 @@ impl PyFetcher {
 impl Fetcher for PyFetcher {
     fn fetch(&mut self, since: i64, limit: i64) -> crate::ohlcv::Result<RecordBatch> {
         Python::attach(|py| {
-            let args = PyTuple::new(py, [self.symbol.clone().into_pyobject(py)?.into_any(), self.period.clone().into_pyobject(py)?.into_any(), since.into_pyobject(py)?.into_any(), limit.into_pyobject(py)?.into_any()])?;
+            let args = PyTuple::new(
+                py,
+                [
+                    self.symbol.clone().into_pyobject(py)?.into_any(),
+                    self.period.clone().into_pyobject(py)?.into_any(),
+                    since.into_pyobject(py)?.into_any(),
+                    limit.into_pyobject(py)?.into_any(),
+                ],
+            )?;
             let kwargs = self.params.as_ref().map(|p| p.bind(py));
             let result = self.callback.bind(py).call(args, kwargs)?;
             let adapted = self.adapt.bind(py).call1((result,))?;
@@ -113,7 +127,9 @@ pub fn get_ohlcv(
     let result = py.detach(|| fetch::get(&req, &mut fetcher));
     match result {
         Ok(batches) => Ok(ArrowStream::new(batches)),
-        Err(OhlcvError::Callback(msg)) => Err(fetcher.take_error().unwrap_or_else(|| to_py(py, OhlcvError::Callback(msg)))),
+        Err(OhlcvError::Callback(msg)) => Err(fetcher
+            .take_error()
+            .unwrap_or_else(|| to_py(py, OhlcvError::Callback(msg)))),
         Err(e) => Err(to_py(py, e)),
     }
 }
@@ -121,8 +137,16 @@ pub fn get_ohlcv(
 /// Stored rows of a folder with `start <= time <= end`.
 #[pyfunction]
 #[pyo3(signature = (data_dir, start=None, end=None))]
-pub fn read_range(py: Python<'_>, data_dir: PathBuf, start: Option<i64>, end: Option<i64>) -> PyResult<ArrowStream> {
-    let (lo, hi) = (start.unwrap_or(i64::MIN), end.map_or(i64::MAX, |e| e.saturating_add(1)));
+pub fn read_range(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> PyResult<ArrowStream> {
+    let (lo, hi) = (
+        start.unwrap_or(i64::MIN),
+        end.map_or(i64::MAX, |e| e.saturating_add(1)),
+    );
     py.detach(|| store::read_range(&data_dir, lo, hi))
         .map(ArrowStream::new)
         .map_err(|e| to_py(py, e))
@@ -130,15 +154,31 @@ pub fn read_range(py: Python<'_>, data_dir: PathBuf, start: Option<i64>, end: Op
 
 /// Take the folder lock unless the caller already coordinates writers itself, as the
 /// original tool's `save_ohlcv` callers do (they hold `FileLock(".lock")` around it).
-fn maybe_lock(dir: &std::path::Path, lock: bool, timeout: Option<Duration>) -> crate::ohlcv::Result<Option<crate::fsio::FolderLock>> {
-    if lock { fetch::lock(dir, timeout).map(Some) } else { Ok(None) }
+fn maybe_lock(
+    dir: &std::path::Path,
+    lock: bool,
+    timeout: Option<Duration>,
+) -> crate::ohlcv::Result<Option<crate::fsio::FolderLock>> {
+    if lock {
+        fetch::lock(dir, timeout).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Store rows (any table with a `time` column), replacing stored rows of the same time.
 #[pyfunction]
 #[pyo3(signature = (data_dir, period_name, data, durable=false, lock=true, lock_timeout=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn write_rows(py: Python<'_>, data_dir: PathBuf, period_name: &str, data: &Bound<'_, PyAny>, durable: bool, lock: bool, lock_timeout: Option<f64>) -> PyResult<usize> {
+pub fn write_rows(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    period_name: &str,
+    data: &Bound<'_, PyAny>,
+    durable: bool,
+    lock: bool,
+    lock_timeout: Option<f64>,
+) -> PyResult<usize> {
     let p = period(period_name)?;
     let raw = to_batch(data)?;
     let timeout = timeout(lock_timeout)?;
@@ -160,7 +200,9 @@ pub fn write_rows(py: Python<'_>, data_dir: PathBuf, period_name: &str, data: &B
 /// The log's entries as dicts with the original fields.
 #[pyfunction]
 pub fn log_entries(py: Python<'_>, data_dir: PathBuf) -> PyResult<Vec<Py<PyDict>>> {
-    let entries = py.detach(|| log::read_entries(&data_dir)).map_err(|e| to_py(py, e))?;
+    let entries = py
+        .detach(|| log::read_entries(&data_dir))
+        .map_err(|e| to_py(py, e))?;
     entries
         .iter()
         .map(|e| {
@@ -179,7 +221,16 @@ pub fn log_entries(py: Python<'_>, data_dir: PathBuf) -> PyResult<Vec<Py<PyDict>
 #[pyfunction]
 #[pyo3(signature = (data_dir, data_start, data_end, count, source, now_ms, durable=false))]
 #[allow(clippy::too_many_arguments)]
-pub fn log_append(py: Python<'_>, data_dir: PathBuf, data_start: i64, data_end: i64, count: i64, source: String, now_ms: i64, durable: bool) -> PyResult<()> {
+pub fn log_append(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    data_start: i64,
+    data_end: i64,
+    count: i64,
+    source: String,
+    now_ms: i64,
+    durable: bool,
+) -> PyResult<()> {
     let entry = log::Entry {
         fetch_time: crate::ohlcv::period::iso_utc(now_ms),
         data_start,
@@ -197,7 +248,14 @@ pub fn log_append(py: Python<'_>, data_dir: PathBuf, data_start: i64, data_end: 
 /// Merge the log into one line per covered range (under the folder lock).
 #[pyfunction]
 #[pyo3(signature = (data_dir, period_name, durable=false, lock=true, lock_timeout=None))]
-pub fn log_compact(py: Python<'_>, data_dir: PathBuf, period_name: &str, durable: bool, lock: bool, lock_timeout: Option<f64>) -> PyResult<()> {
+pub fn log_compact(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    period_name: &str,
+    durable: bool,
+    lock: bool,
+    lock_timeout: Option<f64>,
+) -> PyResult<()> {
     let p = period(period_name)?;
     let timeout = timeout(lock_timeout)?;
     py.detach(|| {
@@ -223,7 +281,15 @@ pub fn coverage(py: Python<'_>, data_dir: PathBuf, period_name: &str) -> PyResul
 #[pyfunction]
 #[pyo3(signature = (data_dir, period_name, now_ms, durable=false, lock=true, lock_timeout=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn rebuild_log(py: Python<'_>, data_dir: PathBuf, period_name: &str, now_ms: i64, durable: bool, lock: bool, lock_timeout: Option<f64>) -> PyResult<usize> {
+pub fn rebuild_log(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    period_name: &str,
+    now_ms: i64,
+    durable: bool,
+    lock: bool,
+    lock_timeout: Option<f64>,
+) -> PyResult<usize> {
     let p = period(period_name)?;
     let timeout = timeout(lock_timeout)?;
     py.detach(|| {
@@ -239,7 +305,13 @@ pub fn rebuild_log(py: Python<'_>, data_dir: PathBuf, period_name: &str, now_ms:
 /// Move corrupted files aside and uncover their ranges; returns the moved paths.
 #[pyfunction]
 #[pyo3(signature = (data_dir, period_name, durable=false, lock_timeout=None))]
-pub fn repair(py: Python<'_>, data_dir: PathBuf, period_name: &str, durable: bool, lock_timeout: Option<f64>) -> PyResult<Vec<PathBuf>> {
+pub fn repair(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    period_name: &str,
+    durable: bool,
+    lock_timeout: Option<f64>,
+) -> PyResult<Vec<PathBuf>> {
     let p = period(period_name)?;
     let timeout = timeout(lock_timeout)?;
     py.detach(|| {
@@ -255,9 +327,15 @@ pub fn repair(py: Python<'_>, data_dir: PathBuf, period_name: &str, durable: boo
 /// Take a folder's lock and hold it for `seconds` (for tests and maintenance scripts).
 #[pyfunction]
 #[pyo3(signature = (data_dir, seconds, lock_timeout=None))]
-pub fn hold_lock(py: Python<'_>, data_dir: PathBuf, seconds: f64, lock_timeout: Option<f64>) -> PyResult<()> {
+pub fn hold_lock(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    seconds: f64,
+    lock_timeout: Option<f64>,
+) -> PyResult<()> {
     let timeout = timeout(lock_timeout)?;
-    let hold = Duration::try_from_secs_f64(seconds).map_err(|_| PyValueError::new_err("seconds must be >= 0"))?;
+    let hold = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| PyValueError::new_err("seconds must be >= 0"))?;
     py.detach(|| {
         std::fs::create_dir_all(&data_dir).map_err(|e| crate::fsio::FsError::io(&data_dir, e))?;
         let _guard = crate::fsio::FolderLock::acquire(&data_dir.join(".lock"), timeout)?;
@@ -288,18 +366,24 @@ pub fn period_ms(period_name: &str) -> PyResult<i64> {
 /// Open time of the candle containing `t` (`floor`), or `t + n` periods (`add`).
 #[pyfunction]
 pub fn period_floor(period_name: &str, t: i64) -> PyResult<i64> {
-    period(period_name)?.floor(t).map_err(|e| PyValueError::new_err(e.to_string()))
+    period(period_name)?
+        .floor(t)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 #[pyfunction]
 pub fn period_add(period_name: &str, t: i64, n: i64) -> PyResult<i64> {
-    period(period_name)?.add(t, n).map_err(|e| PyValueError::new_err(e.to_string()))
+    period(period_name)?
+        .add(t, n)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// The partition key (file stem) of a candle, and the window name of a period.
 #[pyfunction]
 pub fn partition_key(t: i64, period_name: &str) -> PyResult<String> {
-    period(period_name)?.partition_key(t).map_err(|e| PyValueError::new_err(e.to_string()))
+    period(period_name)?
+        .partition_key(t)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 #[pyfunction]

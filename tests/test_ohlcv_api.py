@@ -286,3 +286,24 @@ def test_glob_readers_see_each_row_once(tmp_path):
     folder = candlecache.data_dir(tmp_path, "BTC/USDT", "1m")
     scanned = pl.scan_parquet(str(folder / "*.parquet")).collect().sort("time")
     assert_frame_equal(scanned, ex.truth("BTC/USDT", "1m", T0, 1200))
+
+
+def test_progress_bar_on_long_fetches(tmp_path, capfd):
+    pytest.importorskip("tqdm")
+    ex = MemoryExchange()
+    get(tmp_path, ex, T0, 3000, progress=True)
+    err = capfd.readouterr().err
+    assert "BTC/USDT 1m" in err and "3000/3000" in err
+    get(tmp_path / "quiet", ex, T0, 3000, progress=False)
+    assert capfd.readouterr().err == ""
+
+
+def test_progress_callback_failure_does_not_break_the_fetch(tmp_path, monkeypatch):
+    import candlecache.ohlcv as mod
+
+    def broken(self, done, total):
+        raise RuntimeError("display gone")
+
+    monkeypatch.setattr(mod._Progress, "__call__", broken)
+    ex = MemoryExchange()
+    assert get(tmp_path, ex, T0, 1500, progress=True).height == 1500

@@ -7,9 +7,11 @@
 
 mod atomic;
 mod lock;
+mod stamp;
 
 pub use atomic::{append_line, atomic_write, fsync_dir, is_temp_name};
 pub use lock::FolderLock;
+pub use stamp::FileStamp;
 
 use std::io;
 use std::path::PathBuf;

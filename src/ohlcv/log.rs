@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::coverage::Ranges;
 use super::error::Result;
 use super::period::{Period, iso_utc, parse_iso_ms};
-use crate::fsio::{self, FsError};
+use crate::fsio::{self, FileStamp, FsError};
 
 pub const LOG_NAME: &str = "fetch_log.jsonl";
 
@@ -93,35 +93,10 @@ fn parse_line(line: &str) -> Option<Entry> {
     })
 }
 
-/// Identity of a log file's content: it only grows by appends or is replaced by rename.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-fn stamp(meta: &fs::Metadata) -> Stamp {
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(meta);
-    #[cfg(not(unix))]
-    let ino = 0;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128);
-    Stamp {
-        ino,
-        len: meta.len(),
-        mtime_ns,
-    }
-}
-
 type Parsed = Arc<Vec<Entry>>;
 
-fn parsed_cache() -> &'static Mutex<HashMap<PathBuf, (Stamp, Parsed)>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (Stamp, Parsed)>>> = OnceLock::new();
+fn parsed_cache() -> &'static Mutex<HashMap<PathBuf, (FileStamp, Parsed)>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (FileStamp, Parsed)>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -133,7 +108,7 @@ pub fn read_entries(dir: &Path) -> Result<Parsed> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::new(Vec::new())),
         Err(e) => return Err(FsError::io(&path, e).into()),
     };
-    let key = stamp(&meta);
+    let key = FileStamp::of(&meta);
     if let Ok(cache) = parsed_cache().lock()
         && let Some((k, entries)) = cache.get(&path)
         && *k == key
@@ -149,7 +124,7 @@ pub fn read_entries(dir: &Path) -> Result<Parsed> {
     let entries: Parsed = Arc::new(text.lines().filter_map(parse_line).collect());
     // Cache under the stamp of what was read; a racing append changes len, so re-stat.
     if let Ok(after) = fs::metadata(&path)
-        && stamp(&after) == key
+        && FileStamp::of(&after) == key
         && after.len() == bytes.len() as u64
         && let Ok(mut cache) = parsed_cache().lock()
     {

@@ -21,7 +21,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::error::{OhlcvError, Result};
 use super::frame::{self, TIME};
-use crate::fsio::{self, FsError};
+use crate::fsio::{self, FileStamp, FsError};
 
 /// Rows per row group: large, so a full scan is not dominated by per-group overhead.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -53,32 +53,7 @@ impl FileInfo {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-fn stamp(file: &File) -> std::io::Result<Stamp> {
-    let meta = file.metadata()?;
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let ino = 0;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128);
-    Ok(Stamp {
-        ino,
-        len: meta.len(),
-        mtime_ns,
-    })
-}
-
-type InfoCache = Mutex<HashMap<PathBuf, (Stamp, Arc<FileInfo>)>>;
+type InfoCache = Mutex<HashMap<PathBuf, (FileStamp, Arc<FileInfo>)>>;
 
 fn info_cache() -> &'static InfoCache {
     static CACHE: OnceLock<InfoCache> = OnceLock::new();
@@ -93,7 +68,7 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(FsError::io(path, e).into()),
     };
-    let st = stamp(&file).map_err(|e| FsError::io(path, e))?;
+    let st = FileStamp::of(&file.metadata().map_err(|e| FsError::io(path, e))?);
     if let Ok(cache) = info_cache().lock()
         && let Some((s, info)) = cache.get(path)
         && *s == st

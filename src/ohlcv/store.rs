@@ -322,7 +322,22 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
             hit_deltas.push(d.clone());
         }
     }
-    if main_hit || deltas.len() - hit_deltas.len() + 1 > MAX_DELTAS {
+    // Another writer (the original tool writes main files only) may have put a delta's times
+    // into the main file; folding everything restores one file per time.
+    let mut tangled = false;
+    if let Some(m) = &main {
+        for d in &deltas {
+            let times: Vec<i64> = read_all(d)?
+                .iter()
+                .flat_map(|b| frame::times(b).values().to_vec())
+                .collect();
+            if file_intersects(m, &times)? {
+                tangled = true;
+                break;
+            }
+        }
+    }
+    if main_hit || tangled || deltas.len() - hit_deltas.len() + 1 > MAX_DELTAS {
         return compact(
             dir,
             key,
@@ -529,6 +544,20 @@ mod tests {
         write_rows(dir.path(), &p, &rows(20..21, 1.0), false).unwrap();
         assert!(!delta.path.exists());
         no_duplicates_across_files(dir.path());
+    }
+
+    #[test]
+    fn a_main_file_rewritten_by_another_tool_is_untangled() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Period::parse("1m").unwrap();
+        write_rows(dir.path(), &p, &rows(0..10, 1.0), false).unwrap();
+        write_rows(dir.path(), &p, &rows(10..20, 1.0), false).unwrap();
+        // The original tool rewrites the main file with everything it read (deltas included).
+        let main = dir.path().join("1970-01.parquet");
+        parquet_file::write(&main, &[rows(0..20, 1.0)], Vec::new(), false).unwrap();
+        write_rows(dir.path(), &p, &rows(30..31, 1.0), false).unwrap();
+        no_duplicates_across_files(dir.path());
+        assert_eq!(all(dir.path()).len(), 21);
     }
 
     #[test]

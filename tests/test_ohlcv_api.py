@@ -307,3 +307,19 @@ def test_progress_callback_failure_does_not_break_the_fetch(tmp_path, monkeypatc
     monkeypatch.setattr(mod._Progress, "__call__", broken)
     ex = MemoryExchange()
     assert get(tmp_path, ex, T0, 1500, progress=True).height == 1500
+
+
+@pytest.mark.parametrize("unit, tz", [("ms", None), ("us", "UTC"), ("ns", "Asia/Shanghai")])
+def test_datetime_time_column_becomes_utc_ms(tmp_path, unit, tz):
+    ex = MemoryExchange()
+    cols = ["time", "open", "high", "low", "close", "volume"]
+
+    def cb(*a):
+        df = pl.DataFrame(ex.fetch_ohlcv(*a), schema=cols, orient="row")
+        t = pl.from_epoch("time", time_unit="ms").dt.cast_time_unit(unit)
+        if tz is not None:  # the same instants, shown in another zone
+            t = t.dt.replace_time_zone("UTC").dt.convert_time_zone(tz)
+        return df.with_columns(t)
+
+    df = get_ohlcv_with_cache(tmp_path, "BTC/USDT", "1h", T0, 30, cb)
+    assert_frame_equal(df, ex.truth("BTC/USDT", "1h", T0, 30))

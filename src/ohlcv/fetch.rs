@@ -13,6 +13,11 @@ use super::period::Period;
 use super::store;
 use crate::fsio::{self, FolderLock, FsError};
 
+/// An answer of "nothing after this" is trusted only for slots that ended this long ago:
+/// some exchanges publish a closed candle seconds after its end, and a slot claimed empty
+/// would never be asked again.
+const EMPTY_TAIL_SETTLE_MS: i64 = 60_000;
+
 /// Pending rows are written once this many accumulate (and always at the end or on error),
 /// so a long backfill keeps what it fetched if the callback fails halfway.
 const FLUSH_ROWS: usize = 200_000;
@@ -129,6 +134,8 @@ fn to_fetch(req: &Request, covered: &Ranges, first: i64, end: i64) -> Result<Vec
 struct Run<'a> {
     req: &'a Request,
     final_end: i64,
+    /// Slots ending at or before this may be claimed empty when the exchange has nothing after them.
+    empty_end: i64,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     claims: Ranges,
@@ -142,6 +149,8 @@ impl<'a> Run<'a> {
         Run {
             req,
             final_end: log::final_end(&req.period, req.now_ms).unwrap_or(i64::MIN),
+            empty_end: log::final_end(&req.period, req.now_ms.saturating_sub(EMPTY_TAIL_SETTLE_MS))
+                .unwrap_or(i64::MIN),
             pending: Vec::new(),
             pending_rows: 0,
             claims: Ranges::new(),
@@ -165,8 +174,9 @@ impl<'a> Run<'a> {
                 let rows = self.validate(raw, cursor)?;
                 let t = frame::times(&rows).values();
                 let Some(&last) = t.last() else {
-                    // Nothing at or after `cursor`: the rest of the range has no candles.
-                    self.claim(cursor, b, 0);
+                    // Nothing at or after `cursor`: the rest of the range has no candles,
+                    // as far as its settled part goes.
+                    self.claim(cursor, b.min(self.empty_end), 0);
                     break;
                 };
                 let in_range = frame::slice_sorted(&rows, cursor, b);
@@ -376,6 +386,21 @@ mod tests {
         assert_eq!(n(&get(&req, &mut fake).unwrap()), 11);
         assert_eq!(fake.calls.len(), calls + 1);
         assert_eq!(*fake.calls.last().unwrap(), (3000 * M, 1));
+    }
+
+    #[test]
+    fn a_recent_empty_tail_is_asked_again() {
+        let (_d, mut fake, mut req) = setup();
+        // 30 s into minute 3000; the exchange has not yet published minute 2999.
+        fake.now = 2998 * M;
+        req.now_ms = 3000 * M + 30_000;
+        req.start_time = 2990 * M;
+        req.count = 11;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 9);
+        fake.now = 3000 * M;
+        fake.calls.clear();
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 11);
+        assert_eq!(fake.calls, vec![(2999 * M, 2)]);
     }
 
     #[test]

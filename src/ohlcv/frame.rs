@@ -77,9 +77,23 @@ fn time_to_ms(array: &ArrayRef) -> Result<ArrayRef, String> {
             }
             strict_cast(array, &DataType::Int64)?
         }
-        DataType::Timestamp(_, _) => {
-            let t = strict_cast(array, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-            strict_cast(&t, &DataType::Int64)?
+        DataType::Timestamp(unit, _) => {
+            // The stored value is UTC whatever the zone; only the unit needs converting.
+            let raw = strict_cast(array, &DataType::Int64)?;
+            let raw = raw.as_primitive::<Int64Type>();
+            let scaled: Int64Array = match unit {
+                TimeUnit::Second => raw
+                    .try_unary(|v| {
+                        v.checked_mul(1000).ok_or_else(|| {
+                            arrow_schema::ArrowError::ComputeError("time overflows".into())
+                        })
+                    })
+                    .map_err(|e| e.to_string())?,
+                TimeUnit::Millisecond => raw.clone(),
+                TimeUnit::Microsecond => raw.unary(|v| v.div_euclid(1_000)),
+                TimeUnit::Nanosecond => raw.unary(|v| v.div_euclid(1_000_000)),
+            };
+            Arc::new(scaled)
         }
         DataType::Date32 | DataType::Date64 => {
             let d = strict_cast(array, &DataType::Date64)?;

@@ -6,6 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod fsio;
+pub mod kv;
 pub mod ohlcv;
 
 #[cfg(feature = "python")]

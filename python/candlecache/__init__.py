@@ -8,6 +8,17 @@
 from __future__ import annotations
 
 from . import _core
+from .core import (
+    DEFAULT_SETTINGS,
+    ENOVAL,
+    EVICTION_POLICY,
+    UNKNOWN,
+    Cache,
+    Disk,
+    EmptyDirWarning,
+    JSONDisk,
+    UnknownFileWarning,
+)
 from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
 from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
@@ -34,4 +45,13 @@ __all__ = [
     "CorruptionError",
     "CallbackError",
     "__version__",
+    "Cache",
+    "Disk",
+    "JSONDisk",
+    "ENOVAL",
+    "UNKNOWN",
+    "DEFAULT_SETTINGS",
+    "EVICTION_POLICY",
+    "EmptyDirWarning",
+    "UnknownFileWarning",
 ]

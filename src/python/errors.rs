@@ -25,6 +25,10 @@ fn raise(py: Python<'_>, name: &'static str, msg: String) -> PyErr {
     }
 }
 
+pub fn corruption(py: Python<'_>, msg: String) -> PyErr {
+    raise(py, "CorruptionError", msg)
+}
+
 pub fn fs_to_py(py: Python<'_>, err: FsError) -> PyErr {
     match err {
         FsError::Timeout { .. } => raise(py, "Timeout", err.to_string()),

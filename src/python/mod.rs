@@ -2,6 +2,7 @@
 
 mod arrow;
 mod errors;
+mod kv;
 mod ohlcv;
 
 use pyo3::prelude::*;
@@ -12,6 +13,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PERIODS", crate::ohlcv::PERIODS.to_vec())?;
     m.add("GRACE_MS", crate::ohlcv::log::GRACE_MS)?;
     m.add_class::<arrow::ArrowStream>()?;
+    m.add_class::<kv::KvStore>()?;
     m.add_function(wrap_pyfunction!(ohlcv::get_ohlcv, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::read_range, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::write_rows, m)?)?;

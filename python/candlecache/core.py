@@ -1,0 +1,1281 @@
+"""Core disk and file backed cache API: ``Cache``, ``Disk``, ``JSONDisk``.
+
+Adapted from python-diskcache 5.6.3 (Grant Jenks, Apache-2.0). The public API and the
+``Disk`` serialization are diskcache's; the storage underneath is candlecache's file-based
+engine (``candlecache._core.KvStore``, see ``src/kv``) instead of SQLite.
+"""
+
+import codecs
+import contextlib as cl
+import errno
+import functools as ft
+import io
+import json
+import os
+import os.path as op
+import pickle
+import pickletools
+import struct
+import tempfile
+import threading
+import time
+import warnings
+import zlib
+
+from . import _core
+
+
+def full_name(func):
+    """Return full name of `func` by adding the module and function name."""
+    return func.__module__ + '.' + func.__qualname__
+
+
+class Constant(tuple):
+    """Pretty display of immutable constant."""
+
+    def __new__(cls, name):
+        return tuple.__new__(cls, (name,))
+
+    def __repr__(self):
+        return '%s' % self[0]
+
+
+DBNAME = 'cache.db'
+ENOVAL = Constant('ENOVAL')
+UNKNOWN = Constant('UNKNOWN')
+
+MODE_NONE = 0
+MODE_RAW = 1
+MODE_BINARY = 2
+MODE_TEXT = 3
+MODE_PICKLE = 4
+
+DEFAULT_SETTINGS = {
+    'statistics': 0,  # False
+    'tag_index': 0,  # False
+    'eviction_policy': 'least-recently-stored',
+    'size_limit': 2**30,  # 1gb
+    'cull_limit': 10,
+    'sqlite_auto_vacuum': 1,  # FULL
+    'sqlite_cache_size': 2**13,  # 8,192 pages
+    'sqlite_journal_mode': 'wal',
+    'sqlite_mmap_size': 2**26,  # 64mb
+    'sqlite_synchronous': 1,  # NORMAL
+    'disk_min_file_size': 2**15,  # 32kb
+    'disk_pickle_protocol': pickle.HIGHEST_PROTOCOL,
+}
+
+METADATA = {
+    'count': 0,
+    'size': 0,
+    'hits': 0,
+    'misses': 0,
+}
+
+EVICTION_POLICY = {
+    'none': {
+        'init': None,
+        'get': None,
+        'cull': None,
+    },
+    'least-recently-stored': {
+        'init': (
+            'CREATE INDEX IF NOT EXISTS Cache_store_time ON'
+            ' Cache (store_time)'
+        ),
+        'get': None,
+        'cull': 'SELECT {fields} FROM Cache ORDER BY store_time LIMIT ?',
+    },
+    'least-recently-used': {
+        'init': (
+            'CREATE INDEX IF NOT EXISTS Cache_access_time ON'
+            ' Cache (access_time)'
+        ),
+        'get': 'access_time = {now}',
+        'cull': 'SELECT {fields} FROM Cache ORDER BY access_time LIMIT ?',
+    },
+    'least-frequently-used': {
+        'init': (
+            'CREATE INDEX IF NOT EXISTS Cache_access_count ON'
+            ' Cache (access_count)'
+        ),
+        'get': 'access_count = access_count + 1',
+        'cull': 'SELECT {fields} FROM Cache ORDER BY access_count LIMIT ?',
+    },
+}
+
+
+class Disk:
+    """Cache key and value serialization for SQLite database and files."""
+
+    def __init__(self, directory, min_file_size=0, pickle_protocol=0):
+        """Initialize disk instance.
+
+        :param str directory: directory path
+        :param int min_file_size: minimum size for file use
+        :param int pickle_protocol: pickle protocol for serialization
+
+        """
+        self._directory = directory
+        self.min_file_size = min_file_size
+        self.pickle_protocol = pickle_protocol
+
+    def hash(self, key):
+        """Compute portable hash for `key`.
+
+        :param key: key to hash
+        :return: hash value
+
+        """
+        mask = 0xFFFFFFFF
+        disk_key, _ = self.put(key)
+        type_disk_key = type(disk_key)
+
+        if type_disk_key in (bytes, memoryview, bytearray):
+            return zlib.adler32(disk_key) & mask
+        elif type_disk_key is str:
+            return zlib.adler32(disk_key.encode('utf-8')) & mask  # noqa
+        elif type_disk_key is int:
+            return disk_key % mask
+        else:
+            assert type_disk_key is float
+            return zlib.adler32(struct.pack('!d', disk_key)) & mask
+
+    def put(self, key):
+        """Convert `key` to fields key and raw for Cache table.
+
+        :param key: key to convert
+        :return: (database key, raw boolean) pair
+
+        """
+        # pylint: disable=unidiomatic-typecheck
+        type_key = type(key)
+
+        if type_key is bytes:
+            return bytes(key), True
+        elif (
+            (type_key is str)
+            or (
+                type_key is int
+                and -9223372036854775808 <= key <= 9223372036854775807
+            )
+            or (type_key is float)
+        ):
+            return key, True
+        else:
+            data = pickle.dumps(key, protocol=self.pickle_protocol)
+            result = pickletools.optimize(data)
+            return result, False
+
+    def get(self, key, raw):
+        """Convert fields `key` and `raw` from Cache table to key.
+
+        :param key: database key to convert
+        :param bool raw: flag indicating raw database storage
+        :return: corresponding Python key
+
+        """
+        # pylint: disable=unidiomatic-typecheck
+        if raw:
+            return bytes(key) if type(key) in (memoryview, bytearray) else key
+        else:
+            return pickle.load(io.BytesIO(key))
+
+    def store(self, value, read, key=UNKNOWN):
+        """Convert `value` to fields size, mode, filename, and value for Cache
+        table.
+
+        :param value: value to convert
+        :param bool read: True when value is file-like object
+        :param key: key for item (default UNKNOWN)
+        :return: (size, mode, filename, value) tuple for Cache table
+
+        """
+        # pylint: disable=unidiomatic-typecheck
+        type_value = type(value)
+        min_file_size = self.min_file_size
+
+        if (
+            (type_value is str and len(value) < min_file_size)
+            or (
+                type_value is int
+                and -9223372036854775808 <= value <= 9223372036854775807
+            )
+            or (type_value is float)
+        ):
+            return 0, MODE_RAW, None, value
+        elif type_value is bytes:
+            if len(value) < min_file_size:
+                return 0, MODE_RAW, None, value
+            else:
+                filename, full_path = self.filename(key, value)
+                self._write(full_path, io.BytesIO(value), 'xb')
+                return len(value), MODE_BINARY, filename, None
+        elif type_value is str:
+            filename, full_path = self.filename(key, value)
+            self._write(full_path, io.StringIO(value), 'x', 'UTF-8')
+            size = op.getsize(full_path)
+            return size, MODE_TEXT, filename, None
+        elif read:
+            reader = ft.partial(value.read, 2**22)
+            filename, full_path = self.filename(key, value)
+            iterator = iter(reader, b'')
+            size = self._write(full_path, iterator, 'xb')
+            return size, MODE_BINARY, filename, None
+        else:
+            result = pickle.dumps(value, protocol=self.pickle_protocol)
+
+            if len(result) < min_file_size:
+                return 0, MODE_PICKLE, None, result
+            else:
+                filename, full_path = self.filename(key, value)
+                self._write(full_path, io.BytesIO(result), 'xb')
+                return len(result), MODE_PICKLE, filename, None
+
+    def _write(self, full_path, iterator, mode, encoding=None):
+        # Written to a temp name and renamed, so a process killed mid-write never leaves a
+        # partial value under the final name.
+        full_dir, name = op.split(full_path)
+        tmp_path = op.join(full_dir, '.' + name + '.tmp')
+
+        for count in range(1, 11):
+            with cl.suppress(OSError):
+                os.makedirs(full_dir)
+
+            try:
+                # Another cache may have deleted the directory before
+                # the file could be opened.
+                writer = open(tmp_path, mode, encoding=encoding)
+            except OSError:
+                if count == 10:
+                    # Give up after 10 tries to open the file.
+                    raise
+                continue
+
+            try:
+                with writer:
+                    size = 0
+                    for chunk in iterator:
+                        size += len(chunk)
+                        writer.write(chunk)
+                os.replace(tmp_path, full_path)
+            except BaseException:
+                with cl.suppress(OSError):
+                    os.remove(tmp_path)
+                raise
+            return size
+
+    def fetch(self, mode, filename, value, read):
+        """Convert fields `mode`, `filename`, and `value` from Cache table to
+        value.
+
+        :param int mode: value mode raw, binary, text, or pickle
+        :param str filename: filename of corresponding value
+        :param value: database value
+        :param bool read: when True, return an open file handle
+        :return: corresponding Python value
+        :raises: IOError if the value cannot be read
+
+        """
+        # pylint: disable=unidiomatic-typecheck,consider-using-with
+        if mode == MODE_RAW:
+            return bytes(value) if type(value) in (memoryview, bytearray) else value
+        elif mode == MODE_BINARY:
+            if read:
+                return open(op.join(self._directory, filename), 'rb')
+            else:
+                with open(op.join(self._directory, filename), 'rb') as reader:
+                    return reader.read()
+        elif mode == MODE_TEXT:
+            full_path = op.join(self._directory, filename)
+            with open(full_path, 'r', encoding='UTF-8') as reader:
+                return reader.read()
+        elif mode == MODE_PICKLE:
+            if value is None:
+                with open(op.join(self._directory, filename), 'rb') as reader:
+                    return pickle.load(reader)
+            else:
+                return pickle.load(io.BytesIO(value))
+
+    def filename(self, key=UNKNOWN, value=UNKNOWN):
+        """Return filename and full-path tuple for file storage.
+
+        Filename will be a randomly generated 28 character hexadecimal string
+        with ".val" suffixed. Two levels of sub-directories will be used to
+        reduce the size of directories. On older filesystems, lookups in
+        directories with many files may be slow.
+
+        The default implementation ignores the `key` and `value` parameters.
+
+        In some scenarios, for example :meth:`Cache.push
+        <diskcache.Cache.push>`, the `key` or `value` may not be known when the
+        item is stored in the cache.
+
+        :param key: key for item (default UNKNOWN)
+        :param value: value for item (default UNKNOWN)
+
+        """
+        # pylint: disable=unused-argument
+        hex_name = codecs.encode(os.urandom(16), 'hex').decode('utf-8')
+        sub_dir = op.join(hex_name[:2], hex_name[2:4])
+        name = hex_name[4:] + '.val'
+        filename = op.join(sub_dir, name)
+        full_path = op.join(self._directory, filename)
+        return filename, full_path
+
+    def remove(self, file_path):
+        """Remove a file given by `file_path`.
+
+        This method is cross-thread and cross-process safe. If an OSError
+        occurs, it is suppressed.
+
+        :param str file_path: relative path to file
+
+        """
+        full_path = op.join(self._directory, file_path)
+        full_dir, _ = op.split(full_path)
+
+        # Suppress OSError that may occur if two caches attempt to delete the
+        # same file or directory at the same time.
+
+        with cl.suppress(OSError):
+            os.remove(full_path)
+
+        with cl.suppress(OSError):
+            os.removedirs(full_dir)
+
+
+class JSONDisk(Disk):
+    """Cache key and value using JSON serialization with zlib compression."""
+
+    def __init__(self, directory, compress_level=1, **kwargs):
+        """Initialize JSON disk instance.
+
+        Keys and values are compressed using the zlib library. The
+        `compress_level` is an integer from 0 to 9 controlling the level of
+        compression; 1 is fastest and produces the least compression, 9 is
+        slowest and produces the most compression, and 0 is no compression.
+
+        :param str directory: directory path
+        :param int compress_level: zlib compression level (default 1)
+        :param kwargs: super class arguments
+
+        """
+        self.compress_level = compress_level
+        super().__init__(directory, **kwargs)
+
+    def put(self, key):
+        json_bytes = json.dumps(key).encode('utf-8')
+        data = zlib.compress(json_bytes, self.compress_level)
+        return super().put(data)
+
+    def get(self, key, raw):
+        data = super().get(key, raw)
+        return json.loads(zlib.decompress(data).decode('utf-8'))
+
+    def store(self, value, read, key=UNKNOWN):
+        if not read:
+            json_bytes = json.dumps(value).encode('utf-8')
+            value = zlib.compress(json_bytes, self.compress_level)
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode, filename, value, read):
+        data = super().fetch(mode, filename, value, read)
+        if not read:
+            data = json.loads(zlib.decompress(data).decode('utf-8'))
+        return data
+
+
+from .exceptions import Timeout  # noqa: E402  (diskcache.Timeout's name and meaning)
+
+
+class UnknownFileWarning(UserWarning):
+    """Warning used by Cache.check for unknown files."""
+
+
+class EmptyDirWarning(UserWarning):
+    """Warning used by Cache.check for empty directories."""
+
+
+def args_to_key(base, args, kwargs, typed, ignore):
+    """Create cache key out of function arguments.
+
+    :param tuple base: base of key
+    :param tuple args: function arguments
+    :param dict kwargs: function keyword arguments
+    :param bool typed: include types in cache key
+    :param set ignore: positional or keyword args to ignore
+    :return: cache key tuple
+
+    """
+    args = tuple(arg for index, arg in enumerate(args) if index not in ignore)
+    key = base + args + (None,)
+
+    if kwargs:
+        kwargs = {key: val for key, val in kwargs.items() if key not in ignore}
+        sorted_items = sorted(kwargs.items())
+
+        for item in sorted_items:
+            key += item
+
+    if typed:
+        key += tuple(type(arg) for arg in args)
+
+        if kwargs:
+            key += tuple(type(value) for _, value in sorted_items)
+
+    return key
+
+
+# Columns of a row as the engine returns it.
+_ROWID, _KEY, _RAW, _STORE, _EXPIRE, _ACCESS_TIME, _ACCESS_COUNT, _TAG, _SIZE, _MODE, _FILE, _VALUE = range(12)
+
+
+class Cache:
+    """Disk and file backed cache.
+
+    >>> cache = Cache()
+    >>> cache.set('key', 'value')
+    True
+    >>> cache.get('key')
+    'value'
+    """
+
+    def __init__(self, directory=None, timeout=60, disk=Disk, **settings):
+        """Initialize cache instance.
+
+        :param str directory: cache directory (default: a new temporary directory)
+        :param float timeout: seconds to wait for another process's lock
+        :param disk: Disk type or subclass for serialization
+        :param settings: any of DEFAULT_SETTINGS (``sqlite_*`` ones are accepted and ignored)
+
+        """
+        try:
+            assert issubclass(disk, Disk)
+        except (TypeError, AssertionError):
+            raise ValueError('disk must subclass diskcache.Disk') from None
+
+        if directory is None:
+            directory = tempfile.mkdtemp(prefix='diskcache-')
+        directory = os.fspath(directory)
+        directory = op.expanduser(directory)
+        directory = op.expandvars(directory)
+
+        self._directory = directory
+        self._timeout = timeout
+        self._txn_id = None
+        self._txn_depth = 0
+        self._engine = None
+
+        if not op.isdir(directory):
+            try:
+                os.makedirs(directory, 0o755)
+            except OSError as error:
+                if error.errno != errno.EEXIST:
+                    raise EnvironmentError(
+                        error.errno,
+                        'Cache directory "%s" does not exist'
+                        ' and could not be created' % self._directory,
+                    ) from None
+
+        store = self._store
+        current_settings = store.settings()
+        sets = DEFAULT_SETTINGS.copy()
+        sets.update(current_settings)
+        sets.update(settings)
+
+        for key in METADATA:
+            sets.pop(key, None)
+
+        kwargs = {key[5:]: value for key, value in sets.items() if key.startswith('disk_')}
+        self._disk = disk(directory, **kwargs)
+
+        for key, value in sets.items():
+            self.reset(key, value, update=current_settings.get(key, ENOVAL) != value)
+
+    @property
+    def directory(self):
+        """Cache directory."""
+        return self._directory
+
+    @property
+    def timeout(self):
+        """Seconds to wait for a lock held by another process."""
+        return self._timeout
+
+    @property
+    def disk(self):
+        """Disk used for serialization."""
+        return self._disk
+
+    @property
+    def _store(self):
+        engine = self._engine
+        if engine is None or engine.closed:
+            engine = self._engine = _core.KvStore(self._directory, self._timeout)
+        return engine
+
+    def _call(self, retry, method, *args):
+        """Call the engine, retrying on lock timeouts when asked to."""
+        while True:
+            try:
+                return method(*args)
+            except Timeout:
+                if not retry:
+                    raise
+
+    @cl.contextmanager
+    def transact(self, retry=False):
+        """Context manager to perform a transaction by locking the cache.
+
+        While the cache is locked, no other write operation is permitted.
+        Transactions should therefore be as short as possible. Read and write
+        operations performed in a transaction are atomic: they are written
+        together when the block ends, or not at all if it raises.
+
+        Transactions may be nested and may not be shared between threads.
+
+        Raises :exc:`Timeout` error when the lock is not acquired in time and
+        `retry` is `False` (default).
+
+        >>> cache = Cache()
+        >>> with cache.transact():  # Atomically increment two keys.
+        ...     _ = cache.incr('total', 123.4)
+        ...     _ = cache.incr('count', 1)
+        >>> with cache.transact():  # Atomically calculate average.
+        ...     average = cache['total'] / cache['count']
+        >>> average
+        123.4
+
+        """
+        with self._transact(retry=retry):
+            yield
+
+    @cl.contextmanager
+    def _transact(self, retry=False, filename=None):
+        filenames = []
+        _disk_remove = self._disk.remove
+        store = self._store
+        tid = threading.get_ident()
+
+        if self._txn_id == tid:
+            begin = False
+        else:
+            try:
+                self._call(retry, store.begin)
+            except Timeout:
+                if filename is not None:
+                    _disk_remove(filename)
+                raise
+            begin = True
+            self._txn_id = tid
+
+        try:
+            yield filenames.append
+        except BaseException:
+            if begin:
+                self._txn_id = None
+                store.end(False)
+            raise
+        else:
+            if begin:
+                self._txn_id = None
+                store.end(True)
+            for name in filenames:
+                if name is not None:
+                    _disk_remove(name)
+
+    def _in_txn(self):
+        return self._txn_id == threading.get_ident()
+
+    def _cleanup(self, names):
+        for name in names:
+            if name is not None:
+                self._disk.remove(name)
+
+    def set(self, key, value, expire=None, read=False, tag=None, retry=False):
+        """Set `key` and `value` item in cache.
+
+        When `read` is `True`, `value` should be a file-like object opened
+        for reading in binary mode.
+
+        :param key: key for item
+        :param value: value for item
+        :param float expire: seconds until item expires (default None, no expiry)
+        :param bool read: read value as bytes from file (default False)
+        :param str tag: text to associate with key (default None)
+        :param bool retry: retry if the lock is not acquired in time (default False)
+        :return: True if item was set
+        :raises Timeout: if the lock is not acquired in time
+
+        """
+        now = time.time()
+        db_key, raw = self._disk.put(key)
+        expire_time = None if expire is None else now + expire
+        size, mode, filename, db_value = self._disk.store(value, read, key=key)
+        try:
+            old, (_, culled) = self._call(
+                retry,
+                self._store.put,
+                db_key, raw, now, expire_time, now, 0, tag, size, mode, filename, db_value,
+                self.cull_limit, self.size_limit, self.eviction_policy,
+            )
+        except BaseException:
+            if filename is not None:
+                self._disk.remove(filename)
+            raise
+        self._after_write(old, culled)
+        return True
+
+    def _after_write(self, old, culled):
+        # As diskcache does, replaced and culled value files go right away (even inside a
+        # transaction): no committed row refers to them any more.
+        names = list(culled)
+        if old is not None:
+            names.append(old[_FILE])
+        self._cleanup(names)
+
+    def __setitem__(self, key, value):
+        """Set corresponding `value` for `key` in cache."""
+        self.set(key, value, retry=True)
+
+    def _put(self, db_key, raw, now, columns, access_count=0, store_time=None, cull=True):
+        expire_time, tag, size, mode, filename, value = columns
+        return self._store.put(
+            db_key, raw, now if store_time is None else store_time, expire_time, now,
+            access_count, tag, size, mode, filename, value,
+            self.cull_limit if cull else 0, self.size_limit, self.eviction_policy,
+        )
+
+    def touch(self, key, expire=None, retry=False):
+        """Touch `key` in cache and update `expire` time.
+
+        :return: True if key was touched
+        :raises Timeout: if the lock is not acquired in time
+
+        """
+        now = time.time()
+        db_key, raw = self._disk.put(key)
+        expire_time = None if expire is None else now + expire
+        return self._call(retry, self._store.touch, db_key, raw, now, expire_time)
+
+    def add(self, key, value, expire=None, read=False, tag=None, retry=False):
+        """Add `key` and `value` item to cache, only if `key` is not present.
+
+        Operation is atomic. Only one concurrent add operation for a given key
+        will succeed.
+
+        :return: True if item was added
+        :raises Timeout: if the lock is not acquired in time
+
+        """
+        now = time.time()
+        db_key, raw = self._disk.put(key)
+        expire_time = None if expire is None else now + expire
+        size, mode, filename, db_value = self._disk.store(value, read, key=key)
+        columns = (expire_time, tag, size, mode, filename, db_value)
+
+        with self._transact(retry, filename) as cleanup:
+            row = self._store.row(db_key, raw)
+            if row is not None and (row[_EXPIRE] is None or row[_EXPIRE] > now):
+                cleanup(filename)
+                return False
+            old, (_, culled) = self._put(db_key, raw, now, columns)
+            if old is not None:
+                cleanup(old[_FILE])
+            for name in culled:
+                cleanup(name)
+            return True
+
+    def incr(self, key, delta=1, default=0, retry=False):
+        """Increment value by delta for item with key.
+
+        If key is missing and default is None then raise KeyError. Else if key
+        is missing and default is not None then use default for value.
+
+        Operation is atomic. All concurrent increment operations will be
+        counted individually.
+
+        :return: new value for item
+        :raises KeyError: if key is not found and default is None
+        :raises Timeout: if the lock is not acquired in time
+
+        """
+        now = time.time()
+        db_key, raw = self._disk.put(key)
+
+        with self._transact(retry) as cleanup:
+            row = self._store.row(db_key, raw)
+            if row is None or (row[_EXPIRE] is not None and row[_EXPIRE] < now):
+                if default is None:
+                    raise KeyError(key)
+                value = default + delta
+                columns = (None, None) + self._disk.store(value, False, key=key)
+                old, (_, culled) = self._put(db_key, raw, now, columns)
+                for name in culled:
+                    cleanup(name)
+                if old is not None:
+                    cleanup(old[_FILE])
+                return value
+
+            value = row[_VALUE]
+            value += delta
+            access_time, access_count = row[_ACCESS_TIME], row[_ACCESS_COUNT]
+            if self.eviction_policy == 'least-recently-used':
+                access_time = now
+            elif self.eviction_policy == 'least-frequently-used':
+                access_count += 1
+            self._store.put(
+                db_key, raw, now, row[_EXPIRE], access_time, access_count,
+                row[_TAG], row[_SIZE], row[_MODE], row[_FILE], value,
+            )
+            return value
+
+    def decr(self, key, delta=1, default=0, retry=False):
+        """Decrement value by delta for item with key (see :meth:`incr`)."""
+        return self.incr(key, -delta, default, retry)
+
+    def get(self, key, default=None, read=False, expire_time=False, tag=False, retry=False):
+        """Retrieve value from cache. If `key` is missing, return `default`.
+
+        :param key: key for item
+        :param default: value to return if key is missing (default None)
+        :param bool read: if True, return file handle to value (default False)
+        :param bool expire_time: if True, return expire_time in tuple (default False)
+        :param bool tag: if True, return tag in tuple (default False)
+        :param bool retry: retry if the lock is not acquired in time (default False)
+        :return: value for item or default if key not found
+        :raises Timeout: if the lock is not acquired in time
+
+        """
+        db_key, raw = self._disk.put(key)
+
+        if expire_time and tag:
+            default = (default, None, None)
+        elif expire_time or tag:
+            default = (default, None)
+
+        row = self._call(
+            retry, self._store.lookup, db_key, raw, time.time(),
+            self.eviction_policy, bool(self.statistics),
+        )
+        if row is None:
+            return default
+        try:
+            value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], read)
+        except IOError:
+            # Key was deleted before we could retrieve result.
+            return default
+
+        if expire_time and tag:
+            return (value, row[_EXPIRE], row[_TAG])
+        elif expire_time:
+            return (value, row[_EXPIRE])
+        elif tag:
+            return (value, row[_TAG])
+        else:
+            return value
+
+    def __getitem__(self, key):
+        """Return corresponding value for `key` from cache."""
+        value = self.get(key, default=ENOVAL, retry=True)
+        if value is ENOVAL:
+            raise KeyError(key)
+        return value
+
+    def read(self, key, retry=False):
+        """Return file handle value corresponding to `key` from cache."""
+        handle = self.get(key, default=ENOVAL, read=True, retry=retry)
+        if handle is ENOVAL:
+            raise KeyError(key)
+        return handle
+
+    def __contains__(self, key):
+        """Return `True` if `key` matching item is found in cache."""
+        db_key, raw = self._disk.put(key)
+        return self._store.lookup(db_key, raw, time.time(), 'none', False) is not None
+
+    def pop(self, key, default=None, expire_time=False, tag=False, retry=False):
+        """Remove corresponding item for `key` from cache and return value.
+
+        If `key` is missing, return `default`. Operation is atomic.
+
+        """
+        db_key, raw = self._disk.put(key)
+
+        if expire_time and tag:
+            default = default, None, None
+        elif expire_time or tag:
+            default = default, None
+
+        with self._transact(retry):
+            row = self._store.lookup(db_key, raw, time.time(), 'none', False)
+            if row is None:
+                return default
+            self._store.delete(db_key, raw)
+
+        mode, filename, db_value = row[_MODE], row[_FILE], row[_VALUE]
+        try:
+            value = self._disk.fetch(mode, filename, db_value, False)
+        except IOError:
+            # Key was deleted before we could retrieve result.
+            return default
+        finally:
+            if filename is not None:
+                self._disk.remove(filename)
+
+        if expire_time and tag:
+            return value, row[_EXPIRE], row[_TAG]
+        elif expire_time:
+            return value, row[_EXPIRE]
+        elif tag:
+            return value, row[_TAG]
+        else:
+            return value
+
+    def __delitem__(self, key, retry=True):
+        """Delete corresponding item for `key` from cache.
+
+        :raises KeyError: if key is not found
+
+        """
+        db_key, raw = self._disk.put(key)
+
+        with self._transact(retry) as cleanup:
+            row = self._store.lookup(db_key, raw, time.time(), 'none', False)
+            if row is None:
+                raise KeyError(key)
+            self._store.delete(db_key, raw)
+            cleanup(row[_FILE])
+            return True
+
+    def delete(self, key, retry=False):
+        """Delete corresponding item for `key` from cache. Missing keys are ignored."""
+        # pylint: disable=unnecessary-dunder-call
+        try:
+            return self.__delitem__(key, retry=retry)
+        except KeyError:
+            return False
+
+    def push(self, value, prefix=None, side='back', expire=None, read=False, tag=None, retry=False):
+        """Push `value` onto `side` of queue identified by `prefix` in cache.
+
+        When prefix is None, integer keys are used. Otherwise, string keys are
+        used in the format "prefix-integer". Integer starts at 500 trillion.
+
+        >>> cache = Cache()
+        >>> print(cache.push('first value'))
+        500000000000000
+
+        """
+        if prefix is None:
+            min_key = 0
+            max_key = 999999999999999
+        else:
+            min_key = prefix + '-000000000000000'
+            max_key = prefix + '-999999999999999'
+
+        now = time.time()
+        raw = True
+        expire_time = None if expire is None else now + expire
+        size, mode, filename, db_value = self._disk.store(value, read)
+        columns = (expire_time, tag, size, mode, filename, db_value)
+
+        with self._transact(retry, filename) as cleanup:
+            row = self._store.end_in_range(min_key, max_key, side == 'back')
+            if row is not None:
+                key = row[_KEY]
+                if prefix is not None:
+                    num = int(key[(key.rfind('-') + 1) :])
+                else:
+                    num = key
+                if side == 'back':
+                    num += 1
+                else:
+                    assert side == 'front'
+                    num -= 1
+            else:
+                num = 500000000000000
+
+            if prefix is not None:
+                db_key = '{0}-{1:015d}'.format(prefix, num)
+            else:
+                db_key = num
+
+            _, (_, culled) = self._put(db_key, raw, now, columns)
+            for name in culled:
+                cleanup(name)
+            return db_key
+
+    def _queue_end(self, prefix, side, delete, retry):
+        if prefix is None:
+            min_key = 0
+            max_key = 999999999999999
+        else:
+            min_key = prefix + '-000000000000000'
+            max_key = prefix + '-999999999999999'
+
+        while True:
+            while True:
+                with self._transact(retry) as cleanup:
+                    row = self._store.end_in_range(min_key, max_key, side == 'back')
+                    if row is None:
+                        return None
+                    expired = row[_EXPIRE] is not None and row[_EXPIRE] < time.time()
+                    if delete or expired:
+                        self._store.delete(row[_KEY], True)
+                    if expired:
+                        cleanup(row[_FILE])
+                    else:
+                        break
+            try:
+                value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], False)
+            except IOError:
+                # Key was deleted before we could retrieve result.
+                continue
+            finally:
+                if delete and row[_FILE] is not None:
+                    self._disk.remove(row[_FILE])
+            return row, value
+
+    @staticmethod
+    def _shape(item, row, default, expire_time, tag):
+        if row is None:
+            if expire_time and tag:
+                return default, None, None
+            elif expire_time or tag:
+                return default, None
+            return default
+        if expire_time and tag:
+            return item, row[_EXPIRE], row[_TAG]
+        elif expire_time:
+            return item, row[_EXPIRE]
+        elif tag:
+            return item, row[_TAG]
+        return item
+
+    def pull(self, prefix=None, default=(None, None), side='front', expire_time=False, tag=False, retry=False):
+        """Pull key and value item pair from `side` of queue in cache.
+
+        If queue is empty, return default.
+
+        >>> cache = Cache()
+        >>> cache.pull()
+        (None, None)
+
+        """
+        found = self._queue_end(prefix, side, True, retry)
+        if found is None:
+            return self._shape(None, None, default, expire_time, tag)
+        row, value = found
+        return self._shape((row[_KEY], value), row, default, expire_time, tag)
+
+    def peek(self, prefix=None, default=(None, None), side='front', expire_time=False, tag=False, retry=False):
+        """Peek at key and value item pair from `side` of queue in cache.
+
+        If queue is empty, return default. Expired items are deleted from cache.
+
+        """
+        found = self._queue_end(prefix, side, False, retry)
+        if found is None:
+            return self._shape(None, None, default, expire_time, tag)
+        row, value = found
+        return self._shape((row[_KEY], value), row, default, expire_time, tag)
+
+    def peekitem(self, last=True, expire_time=False, tag=False, retry=False):
+        """Peek at key and value item pair in cache based on iteration order.
+
+        Expired items are deleted from cache.
+
+        :raises KeyError: if cache is empty
+
+        """
+        while True:
+            while True:
+                with self._transact(retry) as cleanup:
+                    row = self._store.end_row(bool(last))
+                    if row is None:
+                        raise KeyError('dictionary is empty')
+                    if row[_EXPIRE] is not None and row[_EXPIRE] < time.time():
+                        self._store.delete(row[_KEY], bool(row[_RAW]))
+                        cleanup(row[_FILE])
+                    else:
+                        break
+            key = self._disk.get(row[_KEY], row[_RAW])
+            try:
+                value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], False)
+            except IOError:
+                # Key was deleted before we could retrieve result.
+                continue
+            break
+
+        return self._shape((key, value), row, None, expire_time, tag)
+
+    def memoize(self, name=None, typed=False, expire=None, tag=None, ignore=()):
+        """Memoizing cache decorator.
+
+        Repeated calls with the same arguments will lookup result in cache and
+        avoid function evaluation. When expire is set to zero, function results
+        will not be set in the cache.
+
+        >>> cache = Cache()
+        >>> @cache.memoize()
+        ... def fibonacci(number):
+        ...     return number if number < 2 else fibonacci(number - 1) + fibonacci(number - 2)
+        >>> print(fibonacci(100))
+        354224848179261915075
+
+        """
+        # Caution: Nearly identical code exists in DjangoCache.memoize
+        if callable(name):
+            raise TypeError('name cannot be callable')
+
+        def decorator(func):
+            """Decorator created by memoize() for callable `func`."""
+            base = (full_name(func),) if name is None else (name,)
+
+            @ft.wraps(func)
+            def wrapper(*args, **kwargs):
+                """Wrapper for callable to cache arguments and return values."""
+                key = wrapper.__cache_key__(*args, **kwargs)
+                result = self.get(key, default=ENOVAL, retry=True)
+
+                if result is ENOVAL:
+                    result = func(*args, **kwargs)
+                    if expire is None or expire > 0:
+                        self.set(key, result, expire, tag=tag, retry=True)
+
+                return result
+
+            def __cache_key__(*args, **kwargs):
+                """Make key for cache given function arguments."""
+                return args_to_key(base, args, kwargs, typed, ignore)
+
+            wrapper.__cache_key__ = __cache_key__
+            return wrapper
+
+        return decorator
+
+    def check(self, fix=False, retry=False):
+        """Check database and file system consistency.
+
+        Damaged log records, rows whose value file is missing, files no row
+        refers to and empty directories are reported as warnings (and returned);
+        with `fix`, they are repaired.
+
+        :return: list of warnings
+        :raises Timeout: if the lock is not acquired in time
+
+        """
+        # pylint: disable=access-member-before-definition,W0201
+        with warnings.catch_warnings(record=True) as warns:
+            warnings.simplefilter('always')
+            for message in self._call(retry, self._store.check, fix):
+                warnings.warn(message)
+
+            with self._transact(retry):
+                referenced = set()
+                for key, raw in self._store.keys():
+                    row = self._store.row(key, raw)
+                    if row is None or row[_FILE] is None:
+                        continue
+                    full_path = op.join(self._directory, row[_FILE])
+                    if op.exists(full_path):
+                        referenced.add(op.normpath(full_path))
+                        continue
+                    message = 'row %s partial commit %s' % (row[_ROWID], full_path)
+                    warnings.warn(message, UnknownFileWarning)
+                    if fix:
+                        self._store.delete(key, raw)
+
+                for dirpath, _, files in os.walk(self._directory):
+                    for filename in files:
+                        if not filename.endswith('.val'):
+                            continue
+                        full_path = op.normpath(op.join(dirpath, filename))
+                        if full_path in referenced:
+                            continue
+                        message = 'unknown file: %s' % full_path
+                        warnings.warn(message, UnknownFileWarning)
+                        if fix:
+                            os.remove(full_path)
+
+                for dirpath, dirs, files in os.walk(self._directory):
+                    if not (dirs or files):
+                        message = 'empty directory: %s' % dirpath
+                        warnings.warn(message, EmptyDirWarning)
+                        if fix:
+                            os.rmdir(dirpath)
+
+            return warns
+
+    def create_tag_index(self):
+        """Create tag index on cache database (tags are always indexed here)."""
+        self.reset('tag_index', 1)
+
+    def drop_tag_index(self):
+        """Drop tag index on cache database."""
+        self.reset('tag_index', 0)
+
+    def evict(self, tag, retry=False):
+        """Remove items with matching `tag` from cache.
+
+        :return: count of rows removed
+
+        """
+        count, names = self._call(retry, self._store.evict, tag)
+        self._cleanup(names)
+        return count
+
+    def expire(self, now=None, retry=False):
+        """Remove expired items from cache.
+
+        :return: count of items removed
+
+        """
+        count, names = self._call(retry, self._store.expire, time.time() if now is None else now)
+        self._cleanup(names)
+        return count
+
+    def cull(self, retry=False):
+        """Cull items from cache until volume is less than size limit.
+
+        Removes expired items first, then items by the eviction policy.
+
+        :return: count of items removed
+
+        """
+        now = time.time()
+        count = self.expire(now, retry=retry)
+        if self.eviction_policy == 'none':
+            return count
+        while self.volume() > self.size_limit:
+            removed, names = self._call(retry, self._store.cull, now, 10, self.size_limit, self.eviction_policy)
+            self._cleanup(names)
+            if not removed:
+                break
+            count += removed
+        return count
+
+    def clear(self, retry=False):
+        """Remove all items from cache.
+
+        :return: count of rows removed
+
+        """
+        count, names = self._call(retry, self._store.clear)
+        self._cleanup(names)
+        return count
+
+    def iterkeys(self, reverse=False):
+        """Iterate Cache keys in database sort order.
+
+        >>> cache = Cache()
+        >>> for key in [4, 1, 3, 0, 2]:
+        ...     cache[key] = key
+        >>> list(cache.iterkeys())
+        [0, 1, 2, 3, 4]
+
+        """
+        _disk_get = self._disk.get
+        for key, raw in self._store.keys(True, bool(reverse)):
+            yield _disk_get(key, raw)
+
+    def _iter(self, ascending=True):
+        _disk_get = self._disk.get
+        for key, raw in self._store.keys(False, not ascending):
+            yield _disk_get(key, raw)
+
+    def __iter__(self):
+        """Iterate keys in cache including expired items."""
+        return self._iter()
+
+    def __reversed__(self):
+        """Reverse iterate keys in cache including expired items."""
+        return self._iter(ascending=False)
+
+    def stats(self, enable=True, reset=False):
+        """Return cache statistics hits and misses.
+
+        :param bool enable: enable collecting statistics (default True)
+        :param bool reset: reset hits and misses to 0 (default False)
+        :return: (hits, misses)
+
+        """
+        # pylint: disable=E0203,W0201
+        result = self._store.stats()
+        if reset:
+            self._store.reset_stats()
+        self.reset('statistics', enable)
+        return result
+
+    def volume(self):
+        """Return estimated total size of cache on disk: the log plus value files."""
+        return self._store.volume()
+
+    def close(self):
+        """Close the cache's files; the next operation opens them again."""
+        engine = self._engine
+        if engine is not None:
+            engine.close()
+
+    def __enter__(self):
+        self._store  # pylint: disable=pointless-statement
+        return self
+
+    def __exit__(self, *exception):
+        self.close()
+
+    def __len__(self):
+        """Count of items in cache including expired items."""
+        return self._store.count()
+
+    def __getstate__(self):
+        return (self.directory, self.timeout, type(self.disk))
+
+    def __setstate__(self, state):
+        self.__init__(*state)
+
+    def reset(self, key, value=ENOVAL, update=True):
+        """Reset `key` and `value` item from Settings table.
+
+        If `value` is not given, it is reloaded from the stored settings.
+        Otherwise, the stored settings are updated (unless `update` is False).
+        Settings with the ``disk_`` prefix correspond to Disk attributes.
+        Settings with the ``sqlite_`` prefix are kept for compatibility and
+        otherwise ignored.
+
+        :return: updated value for item
+
+        """
+        if value is ENOVAL:
+            if key == 'count':
+                value = self._store.count()
+            elif key in ('hits', 'misses'):
+                hits, misses = self._store.stats()
+                value = hits if key == 'hits' else misses
+            elif key == 'size':
+                value = self._store.volume()
+            else:
+                value = self._store.settings()[key]
+            setattr(self, key, value)
+            return value
+
+        if key in ('hits', 'misses'):
+            if value == 0:
+                self._store.reset_stats()
+            setattr(self, key, value)
+            return value
+
+        if key == 'eviction_policy' and value not in EVICTION_POLICY:
+            raise ValueError('unknown eviction policy %r' % (value,))
+
+        if update:
+            self._store.set_setting(key, value)
+
+        if key.startswith('disk_'):
+            attr = key[5:]
+            setattr(self._disk, attr, value)
+
+        setattr(self, key, value)
+        return value

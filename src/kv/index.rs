@@ -1,0 +1,138 @@
+//! The in-memory index a process builds from the log: rows by key, by rowid, by key order,
+//! by expiry; settings; hit/miss counters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::value::Val;
+
+/// Where a row's value lives: small values are kept in memory, larger ones are read from
+/// the log at an offset when asked for.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    Inline(Val),
+    At { offset: u64, len: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub rowid: u64,
+    pub key: Val,
+    pub raw: bool,
+    pub store_time: f64,
+    pub expire_time: Option<f64>,
+    pub access_time: f64,
+    pub access_count: i64,
+    pub tag: Val,
+    pub size: i64,
+    pub mode: u8,
+    pub filename: Option<String>,
+    pub value: Slot,
+    /// Bytes of the log record that holds this row (for deciding when to compact).
+    pub record_len: u64,
+}
+
+pub type KeyId = (Val, bool);
+
+/// Total order on f64 for index keys.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F(pub f64);
+
+impl Eq for F {}
+impl PartialOrd for F {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for F {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+#[derive(Default)]
+pub struct Index {
+    pub rows: HashMap<KeyId, Row>,
+    pub by_rowid: BTreeMap<u64, KeyId>,
+    pub by_key: BTreeSet<KeyId>,
+    pub by_expiry: BTreeSet<(F, u64)>,
+    pub settings: BTreeMap<String, Val>,
+    /// Sum of `size` over rows: the bytes of values kept in their own files.
+    pub size: i64,
+    pub hits: i64,
+    pub misses: i64,
+    /// Bytes of log records still describing live state.
+    pub live_bytes: u64,
+}
+
+impl Index {
+    pub fn get(&self, key: &Val, raw: bool) -> Option<&Row> {
+        // Lookups clone the key into a tuple; keys are small in practice.
+        self.rows.get(&(key.clone(), raw))
+    }
+
+    pub fn next_rowid(&self) -> u64 {
+        self.by_rowid.keys().next_back().map_or(1, |r| r + 1)
+    }
+
+    /// Insert or replace a row; returns the row it replaced.
+    pub fn put(&mut self, row: Row) -> Option<Row> {
+        let id: KeyId = (row.key.clone(), row.raw);
+        let old = self.remove(&id);
+        self.size += row.size;
+        self.live_bytes += row.record_len;
+        self.by_rowid.insert(row.rowid, id.clone());
+        self.by_key.insert(id.clone());
+        if let Some(e) = row.expire_time {
+            self.by_expiry.insert((F(e), row.rowid));
+        }
+        self.rows.insert(id, row);
+        old
+    }
+
+    pub fn remove(&mut self, id: &KeyId) -> Option<Row> {
+        let row = self.rows.remove(id)?;
+        self.size -= row.size;
+        self.live_bytes = self.live_bytes.saturating_sub(row.record_len);
+        self.by_rowid.remove(&row.rowid);
+        self.by_key.remove(id);
+        if let Some(e) = row.expire_time {
+            self.by_expiry.remove(&(F(e), row.rowid));
+        }
+        Some(row)
+    }
+
+    pub fn clear_rows(&mut self) -> Vec<Row> {
+        let rows: Vec<Row> = std::mem::take(&mut self.rows).into_values().collect();
+        self.by_rowid.clear();
+        self.by_key.clear();
+        self.by_expiry.clear();
+        self.size = 0;
+        for r in &rows {
+            self.live_bytes = self.live_bytes.saturating_sub(r.record_len);
+        }
+        rows
+    }
+
+    pub fn set_access(&mut self, id: &KeyId, access_time: f64, access_count: i64) {
+        if let Some(r) = self.rows.get_mut(id) {
+            r.access_time = access_time;
+            r.access_count = access_count;
+        }
+    }
+
+    pub fn set_expire(&mut self, id: &KeyId, expire_time: Option<f64>) {
+        if let Some(r) = self.rows.get_mut(id) {
+            if let Some(e) = r.expire_time {
+                self.by_expiry.remove(&(F(e), r.rowid));
+            }
+            r.expire_time = expire_time;
+            if let Some(e) = expire_time {
+                self.by_expiry.insert((F(e), r.rowid));
+            }
+        }
+    }
+
+    pub fn by_rowid_row(&self, rowid: u64) -> Option<&Row> {
+        self.rows.get(self.by_rowid.get(&rowid)?)
+    }
+}

@@ -1,0 +1,45 @@
+//! The key-value engine behind `Cache` and `FanoutCache`: file-based, no SQLite, no shared
+//! memory maps, safe on NFSv4.
+//!
+//! # Design
+//!
+//! A cache directory holds one append-only **segment log** (`cache.NNNNNNNN.log`), a `HEAD`
+//! file naming its generation, a lock file (`cache.lock`), and, as python-diskcache does, one
+//! file per large value (`xx/yy/….val`, written by the Python `Disk`, atomically).
+//!
+//! * **Records.** Every change (put, delete, touch, access update, hit/miss counts, a setting,
+//!   clear) is one record `len | crc32 | payload`, appended with a single `write` under the
+//!   exclusive lock. A reader stops at the first incomplete or damaged record, so a writer
+//!   killed mid-append loses only its unacknowledged record. Values over 512 bytes are LZ4
+//!   compressed when that saves space.
+//! * **Index.** Each process keeps an in-memory index (rows by key, by rowid, by key order,
+//!   by expiry). Before every operation it takes the lock (shared for reads, exclusive for
+//!   writes), asks the log's length (one `fstat`), and applies the records appended since
+//!   last time. Taking the lock is what makes a network filesystem revalidate its caches, so
+//!   every process sees the latest acknowledged write of every other. Small values live in the
+//!   index; larger ones are read from the log at their offset (`pread`).
+//! * **Compaction.** When the log is mostly dead records (and on `clear`, and when a damaged
+//!   tail is found by a writer) the live state is written whole as the next generation by
+//!   temp file + rename; then a record naming that generation is appended to the old log (the
+//!   commit point: readers follow it), `HEAD` is updated and the old log removed.
+//! * **Transactions.** `transact()` holds the exclusive lock across calls; nested calls reuse it.
+
+pub mod index;
+pub mod record;
+pub mod store;
+pub mod value;
+
+pub use store::{NewRow, Policy, RowOut, Store};
+pub use value::Val;
+
+use crate::fsio::FsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("corrupted cache data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = KvError> = std::result::Result<T, E>;

@@ -1,0 +1,1112 @@
+//! One cache directory: the segment log, its lock, and the index built from it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::index::{F, Index, KeyId, Row, Slot};
+use super::record::{self, Next, Reader};
+use super::value::Val;
+use super::{KvError, Result};
+use crate::fsio::{self, FsError};
+
+pub const LOCK_NAME: &str = "cache.lock";
+pub const HEAD_NAME: &str = "HEAD";
+/// Values whose encoding is at most this long stay in memory; longer ones are read from the log.
+const INLINE_MAX: usize = 256;
+/// Compact once the log is this large and at least half of it is dead.
+const COMPACT_MIN: u64 = 4 << 20;
+
+pub fn log_name(generation: u64) -> String {
+    format!("cache.{generation:08}.log")
+}
+
+/// A row as handed out: the value resolved.
+#[derive(Clone, Debug)]
+pub struct RowOut {
+    pub rowid: u64,
+    pub key: Val,
+    pub raw: bool,
+    pub store_time: f64,
+    pub expire_time: Option<f64>,
+    pub access_time: f64,
+    pub access_count: i64,
+    pub tag: Val,
+    pub size: i64,
+    pub mode: u8,
+    pub filename: Option<String>,
+    pub value: Val,
+}
+
+/// The fields of a row to store.
+#[derive(Clone, Debug)]
+pub struct NewRow {
+    pub key: Val,
+    pub raw: bool,
+    pub store_time: f64,
+    pub expire_time: Option<f64>,
+    pub access_time: f64,
+    pub access_count: i64,
+    pub tag: Val,
+    pub size: i64,
+    pub mode: u8,
+    pub filename: Option<String>,
+    pub value: Val,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    None,
+    LeastRecentlyStored,
+    LeastRecentlyUsed,
+    LeastFrequentlyUsed,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        Some(match s {
+            "none" => Policy::None,
+            "least-recently-stored" => Policy::LeastRecentlyStored,
+            "least-recently-used" => Policy::LeastRecentlyUsed,
+            "least-frequently-used" => Policy::LeastFrequentlyUsed,
+            _ => return None,
+        })
+    }
+}
+
+pub struct Store {
+    dir: PathBuf,
+    lock_file: File,
+    log: File,
+    generation: u64,
+    /// Bytes of the log applied to the index.
+    pos: u64,
+    /// Offset of the first damaged record, if reading stopped at one.
+    damaged: Option<u64>,
+    index: Index,
+    timeout: Option<Duration>,
+    /// Nesting depth of an explicit transaction holding the exclusive lock.
+    txn: u32,
+    /// A transaction's records, written as one batch record when it commits. Their values
+    /// are addressed as if already written at `pos`, so reads inside the transaction see them.
+    pending: Option<Vec<u8>>,
+    /// Set while `with_lock` holds the lock (true: exclusive), so nested calls reuse it.
+    held: Option<bool>,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KvError + '_ {
+    move |e| KvError::Fs(FsError::io(path, e))
+}
+
+fn read_head(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join(HEAD_NAME))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn open_log(dir: &Path, generation: u64) -> Result<File> {
+    let path = dir.join(log_name(generation));
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(io_err(&path))
+}
+
+impl Store {
+    pub fn open(dir: &Path, timeout: Option<Duration>) -> Result<Store> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join(LOCK_NAME);
+        let lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        let generation = read_head(dir);
+        let log = open_log(dir, generation)?;
+        let mut store = Store {
+            dir: dir.to_owned(),
+            lock_file,
+            log,
+            generation,
+            pos: 0,
+            damaged: None,
+            index: Index::default(),
+            timeout,
+            txn: 0,
+            pending: None,
+            held: None,
+        };
+        store.with_lock(false, |_| Ok(()))?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    fn flock(&self, exclusive: bool) -> Result<()> {
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let r = if exclusive {
+                self.lock_file.try_lock()
+            } else {
+                self.lock_file.try_lock_shared()
+            };
+            match r {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_err(&self.dir.join(LOCK_NAME))(e));
+                }
+            }
+            if let Some(limit) = self.timeout
+                && started.elapsed() >= limit
+            {
+                return Err(KvError::Fs(FsError::Timeout {
+                    path: self.dir.join(LOCK_NAME),
+                    waited: started.elapsed(),
+                }));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// Run `f` on an index brought up to date, under the shared (reads) or exclusive (writes)
+    /// lock, unless a transaction already holds the exclusive lock.
+    pub fn with_lock<R>(
+        &mut self,
+        exclusive: bool,
+        f: impl FnOnce(&mut Self) -> Result<R>,
+    ) -> Result<R> {
+        if self.txn > 0 {
+            self.sync()?;
+            return f(self);
+        }
+        if let Some(held_exclusive) = self.held {
+            if exclusive && !held_exclusive {
+                return Err(KvError::Corrupt(
+                    "internal: write attempted under a shared lock".into(),
+                ));
+            }
+            return f(self);
+        }
+        self.flock(exclusive)?;
+        self.held = Some(exclusive);
+        let result = (|| {
+            self.sync()?;
+            if exclusive && self.damaged.is_some() {
+                // A torn or damaged tail: start a clean generation before appending after it.
+                self.compact()?;
+            }
+            f(self)
+        })();
+        self.held = None;
+        let _ = self.lock_file.unlock();
+        result
+    }
+
+    /// Begin or nest an explicit transaction (the exclusive lock held across calls).
+    pub fn begin(&mut self) -> Result<()> {
+        if self.txn == 0 {
+            self.flock(true)?;
+            if let Err(e) = self.sync().and_then(|_| {
+                if self.damaged.is_some() {
+                    self.compact()
+                } else {
+                    Ok(())
+                }
+            }) {
+                let _ = self.lock_file.unlock();
+                return Err(e);
+            }
+            self.pending = Some(vec![record::OP_BATCH]);
+        }
+        self.txn += 1;
+        Ok(())
+    }
+
+    /// End a nesting level; the outermost commits (one atomic batch record) or rolls back.
+    pub fn end(&mut self, commit: bool) -> Result<()> {
+        if self.txn == 0 {
+            return Ok(());
+        }
+        self.txn -= 1;
+        if self.txn > 0 {
+            return Ok(());
+        }
+        let pending = self.pending.take();
+        let result = match pending {
+            Some(batch) if commit && batch.len() > 1 => {
+                let mut framed = Vec::with_capacity(batch.len() + record::HEADER);
+                record::frame(&batch, &mut framed);
+                let path = self.dir.join(log_name(self.generation));
+                self.log.write_all(&framed).map_err(io_err(&path)).map(|_| {
+                    self.pos += framed.len() as u64;
+                })
+            }
+            Some(batch) if batch.len() > 1 => {
+                // Roll back: forget what the transaction applied to the index.
+                self.reload(self.generation).and_then(|_| self.sync())
+            }
+            _ => Ok(()),
+        };
+        let _ = self.lock_file.unlock();
+        result
+    }
+
+    pub fn in_txn(&self) -> bool {
+        self.txn > 0
+    }
+
+    /// Apply records appended since the last call, following compactions to new generations.
+    fn sync(&mut self) -> Result<()> {
+        loop {
+            let len = self.log.metadata().map_err(io_err(&self.dir))?.len();
+            if len < self.pos {
+                // Cannot shrink in normal operation: reload from scratch.
+                self.reload(self.generation)?;
+                continue;
+            }
+            if len == self.pos {
+                return Ok(());
+            }
+            let mut buf = vec![0u8; (len - self.pos) as usize];
+            read_at(&self.log, &mut buf, self.pos).map_err(io_err(&self.dir))?;
+            let mut off = 0usize;
+            let mut next_gen = None;
+            self.damaged = None;
+            while off < buf.len() {
+                match record::next(&buf[off..]) {
+                    Next::Record(payload) => {
+                        let at = self.pos + off as u64;
+                        let len = (record::HEADER + payload.len()) as u64;
+                        match apply(&mut self.index, payload, at, len) {
+                            Ok(Some(g)) => next_gen = Some(g),
+                            Ok(None) => {}
+                            Err(_) => {
+                                self.damaged = Some(at);
+                                break;
+                            }
+                        }
+                        off += record::HEADER + payload.len();
+                        if next_gen.is_some() {
+                            break;
+                        }
+                    }
+                    Next::Incomplete | Next::Corrupt => {
+                        self.damaged = Some(self.pos + off as u64);
+                        break;
+                    }
+                }
+            }
+            self.pos += off as u64;
+            if next_gen.is_none() && self.damaged.is_some() {
+                // A writer that found this damage compacted past it; its record naming the new
+                // generation sits after the damage, but HEAD names it too.
+                let head = read_head(&self.dir);
+                if head > self.generation {
+                    next_gen = Some(head);
+                }
+            }
+            match next_gen {
+                Some(g) => self.reload(g)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn reload(&mut self, generation: u64) -> Result<()> {
+        self.log = open_log(&self.dir, generation)?;
+        self.generation = generation;
+        self.pos = 0;
+        self.damaged = None;
+        self.index = Index::default();
+        Ok(())
+    }
+
+    /// Append records and apply them (caller holds the exclusive lock, index synced). Several
+    /// records go in one batch record, so they apply together or not at all.
+    fn append(&mut self, payloads: &[Vec<u8>]) -> Result<()> {
+        if let Some(batch) = self.pending.as_mut() {
+            for p in payloads {
+                // Where this record will be once the batch is written at `pos`.
+                let at = self.pos + record::HEADER as u64 + batch.len() as u64;
+                record::frame(p, batch);
+                let _ = apply(&mut self.index, p, at, (record::HEADER + p.len()) as u64);
+            }
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        let base = self.pos;
+        if payloads.len() == 1 {
+            record::frame(&payloads[0], &mut buf);
+        } else {
+            let mut batch = vec![record::OP_BATCH];
+            for p in payloads {
+                record::frame(p, &mut batch);
+            }
+            record::frame(&batch, &mut buf);
+        }
+        let path = self.dir.join(log_name(self.generation));
+        self.log.write_all(&buf).map_err(io_err(&path))?;
+        let payload = &buf[record::HEADER..];
+        let _ = apply(&mut self.index, payload, base, buf.len() as u64);
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes of the log at `offset`, including a transaction's records not yet written.
+    fn read_log(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if let Some(batch) = &self.pending
+            && offset >= self.pos
+        {
+            let start = (offset - self.pos) as usize - record::HEADER;
+            return batch
+                .get(start..start + len as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| KvError::Corrupt(format!("pending value at offset {offset}")));
+        }
+        let mut buf = vec![0u8; len as usize];
+        read_at(&self.log, &mut buf, offset).map_err(io_err(&self.dir))?;
+        Ok(buf)
+    }
+
+    fn resolve(&self, row: &Row) -> Result<RowOut> {
+        let value = match &row.value {
+            Slot::Inline(v) => v.clone(),
+            Slot::At { offset, len } => {
+                let buf = self.read_log(*offset, *len)?;
+                Val::decode(&mut Reader::new(&buf))
+                    .map_err(|_| KvError::Corrupt(format!("value at offset {offset}")))?
+            }
+        };
+        Ok(RowOut {
+            rowid: row.rowid,
+            key: row.key.clone(),
+            raw: row.raw,
+            store_time: row.store_time,
+            expire_time: row.expire_time,
+            access_time: row.access_time,
+            access_count: row.access_count,
+            tag: row.tag.clone(),
+            size: row.size,
+            mode: row.mode,
+            filename: row.filename.clone(),
+            value,
+        })
+    }
+
+    // ---- reads (shared lock) ----
+
+    /// The row for a key whatever its expiry.
+    pub fn row(&mut self, key: &Val, raw: bool) -> Result<Option<RowOut>> {
+        self.with_lock(false, |s| {
+            s.index.get(key, raw).map(|r| s.resolve(r)).transpose()
+        })
+    }
+
+    /// A live row for a key, updating access fields for `policy` and hit/miss counters.
+    pub fn lookup(
+        &mut self,
+        key: &Val,
+        raw: bool,
+        now: f64,
+        policy: Policy,
+        stats: bool,
+    ) -> Result<Option<RowOut>> {
+        let writes = stats
+            || matches!(
+                policy,
+                Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed
+            );
+        self.with_lock(writes, |s| {
+            let found = match s.index.get(key, raw) {
+                Some(r) if r.expire_time.is_none_or(|e| e > now) => Some(s.resolve(r)?),
+                _ => None,
+            };
+            let mut payloads = Vec::new();
+            if let Some(r) = &found {
+                match policy {
+                    Policy::LeastRecentlyUsed => {
+                        payloads.push(access_payload(key, raw, now, r.access_count))
+                    }
+                    Policy::LeastFrequentlyUsed => {
+                        payloads.push(access_payload(key, raw, r.access_time, r.access_count + 1))
+                    }
+                    _ => {}
+                }
+            }
+            if stats {
+                let (h, m) = if found.is_some() { (1, 0) } else { (0, 1) };
+                payloads.push(stats_payload(record::OP_STATS, h, m));
+            }
+            if !payloads.is_empty() {
+                s.append(&payloads)?;
+            }
+            Ok(found)
+        })
+    }
+
+    pub fn count(&mut self) -> Result<usize> {
+        self.with_lock(false, |s| Ok(s.index.rows.len()))
+    }
+
+    /// Bytes on disk: the log plus the value files (`size` of their rows).
+    pub fn volume(&mut self) -> Result<u64> {
+        self.with_lock(false, |s| Ok(s.pos + s.index.size.max(0) as u64))
+    }
+
+    pub fn stats(&mut self) -> Result<(i64, i64)> {
+        self.with_lock(false, |s| Ok((s.index.hits, s.index.misses)))
+    }
+
+    pub fn settings(&mut self) -> Result<Vec<(String, Val)>> {
+        self.with_lock(false, |s| {
+            Ok(s.index
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        })
+    }
+
+    /// Keys (with raw flags) in rowid order, or in key order (`by_key`).
+    pub fn keys(&mut self, by_key: bool, reverse: bool) -> Result<Vec<KeyId>> {
+        self.with_lock(false, |s| {
+            let mut v: Vec<KeyId> = if by_key {
+                s.index.by_key.iter().cloned().collect()
+            } else {
+                s.index.by_rowid.values().cloned().collect()
+            };
+            if reverse {
+                v.reverse();
+            }
+            Ok(v)
+        })
+    }
+
+    /// First (or last) row by rowid.
+    pub fn end_row(&mut self, last: bool) -> Result<Option<RowOut>> {
+        self.with_lock(false, |s| {
+            let id = if last {
+                s.index.by_rowid.values().next_back()
+            } else {
+                s.index.by_rowid.values().next()
+            };
+            match id.and_then(|id| s.index.rows.get(id)) {
+                Some(r) => Ok(Some(s.resolve(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The first (or last) raw row in key order with `lo < key < hi`.
+    pub fn end_in_range(&mut self, lo: &Val, hi: &Val, last: bool) -> Result<Option<RowOut>> {
+        self.with_lock(false, |s| {
+            use std::ops::Bound::Excluded;
+            let range = s
+                .index
+                .by_key
+                .range((Excluded((lo.clone(), true)), Excluded((hi.clone(), false))));
+            let mut ids = range.filter(|(k, raw)| *raw && k > lo && k < hi);
+            let id = if last { ids.next_back() } else { ids.next() };
+            match id.and_then(|id| s.index.rows.get(id)) {
+                Some(r) => Ok(Some(s.resolve(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    // ---- writes (exclusive lock) ----
+
+    /// Insert or replace a row (keeping the rowid of a replaced one); returns the old row.
+    pub fn put(&mut self, row: NewRow) -> Result<Option<RowOut>> {
+        self.with_lock(true, |s| {
+            let old = match s.index.get(&row.key, row.raw) {
+                Some(r) => Some(s.resolve(r)?),
+                None => None,
+            };
+            let rowid = old
+                .as_ref()
+                .map_or_else(|| s.index.next_rowid(), |o| o.rowid);
+            s.append(&[put_payload(rowid, &row)])?;
+            s.maybe_compact()?;
+            Ok(old)
+        })
+    }
+
+    pub fn delete(&mut self, key: &Val, raw: bool) -> Result<Option<RowOut>> {
+        self.with_lock(true, |s| {
+            let old = match s.index.get(key, raw) {
+                Some(r) => s.resolve(r)?,
+                None => return Ok(None),
+            };
+            s.append(&[del_payload(key, raw)])?;
+            Ok(Some(old))
+        })
+    }
+
+    /// Delete rows by id, returning their filenames.
+    fn delete_ids(&mut self, ids: &[KeyId]) -> Result<Vec<Option<String>>> {
+        let mut names = Vec::new();
+        let mut payloads = Vec::new();
+        for (k, raw) in ids {
+            if let Some(r) = self.index.get(k, *raw) {
+                names.push(r.filename.clone());
+                payloads.push(del_payload(k, *raw));
+            }
+        }
+        if !payloads.is_empty() {
+            self.append(&payloads)?;
+        }
+        Ok(names)
+    }
+
+    pub fn touch(
+        &mut self,
+        key: &Val,
+        raw: bool,
+        now: f64,
+        expire_time: Option<f64>,
+    ) -> Result<bool> {
+        self.with_lock(true, |s| {
+            match s.index.get(key, raw) {
+                Some(r) if r.expire_time.is_none_or(|e| e > now) => {}
+                _ => return Ok(false),
+            }
+            s.append(&[touch_payload(key, raw, expire_time)])?;
+            Ok(true)
+        })
+    }
+
+    /// Remove expired rows (at most `limit`), returning their filenames.
+    pub fn expire(&mut self, now: f64, limit: Option<usize>) -> Result<Vec<Option<String>>> {
+        self.with_lock(true, |s| {
+            let ids: Vec<KeyId> = s
+                .index
+                .by_expiry
+                .iter()
+                .take_while(|(F(e), _)| *e < now)
+                .take(limit.unwrap_or(usize::MAX))
+                .filter_map(|(_, rowid)| s.index.by_rowid.get(rowid).cloned())
+                .collect();
+            s.delete_ids(&ids)
+        })
+    }
+
+    /// Remove rows with `tag`, returning their filenames.
+    pub fn evict(&mut self, tag: &Val) -> Result<Vec<Option<String>>> {
+        self.with_lock(true, |s| {
+            let ids: Vec<KeyId> = s
+                .index
+                .by_rowid
+                .values()
+                .filter(|id| {
+                    s.index
+                        .rows
+                        .get(*id)
+                        .is_some_and(|r| r.tag == *tag && !matches!(r.tag, Val::Null))
+                })
+                .cloned()
+                .collect();
+            s.delete_ids(&ids)
+        })
+    }
+
+    pub fn clear(&mut self) -> Result<Vec<Option<String>>> {
+        self.with_lock(true, |s| {
+            let names = s.index.rows.values().map(|r| r.filename.clone()).collect();
+            s.append(&[vec![record::OP_CLEAR]])?;
+            s.compact()?;
+            Ok(names)
+        })
+    }
+
+    /// diskcache's cull: up to `limit` expired rows, then, while the volume is at least
+    /// `size_limit`, up to `limit` rows in the policy's order. Returns removed filenames.
+    pub fn cull(
+        &mut self,
+        now: f64,
+        limit: usize,
+        size_limit: u64,
+        policy: Policy,
+    ) -> Result<Vec<Option<String>>> {
+        self.with_lock(true, |s| {
+            let mut names = Vec::new();
+            let expired: Vec<KeyId> = s
+                .index
+                .by_expiry
+                .iter()
+                .take_while(|(F(e), _)| *e < now)
+                .take(limit)
+                .filter_map(|(_, rowid)| s.index.by_rowid.get(rowid).cloned())
+                .collect();
+            let remaining = limit - expired.len();
+            names.extend(s.delete_ids(&expired)?);
+            if remaining == 0
+                || policy == Policy::None
+                || s.pos + (s.index.size.max(0) as u64) < size_limit
+            {
+                return Ok(names);
+            }
+            if s.pos > 2 * s.index.live_bytes.max(1) && s.pos > 64 * 1024 {
+                // Much of the volume is dead log: reclaim it before evicting live entries.
+                s.compact()?;
+                if s.pos + (s.index.size.max(0) as u64) < size_limit {
+                    return Ok(names);
+                }
+            }
+            let victims = s.victims(policy, remaining);
+            names.extend(s.delete_ids(&victims)?);
+            Ok(names)
+        })
+    }
+
+    fn victims(&self, policy: Policy, limit: usize) -> Vec<KeyId> {
+        let mut order: Vec<(F, i64, u64)> = self
+            .index
+            .rows
+            .values()
+            .map(|r| match policy {
+                Policy::LeastRecentlyUsed => (F(r.access_time), 0, r.rowid),
+                Policy::LeastFrequentlyUsed => (F(0.0), r.access_count, r.rowid),
+                _ => (F(r.store_time), 0, r.rowid),
+            })
+            .collect();
+        let k = limit.min(order.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        if k < order.len() {
+            order.select_nth_unstable(k - 1);
+            order.truncate(k);
+        }
+        order.sort_unstable();
+        order
+            .into_iter()
+            .filter_map(|(_, _, rowid)| self.index.by_rowid.get(&rowid).cloned())
+            .collect()
+    }
+
+    pub fn set_setting(&mut self, name: &str, value: &Val) -> Result<()> {
+        self.with_lock(true, |s| {
+            if s.index.settings.get(name) == Some(value)
+                && same_type(s.index.settings.get(name), value)
+            {
+                return Ok(());
+            }
+            s.append(&[setting_payload(name, value)])
+        })
+    }
+
+    pub fn reset_stats(&mut self) -> Result<()> {
+        self.with_lock(true, |s| {
+            s.append(&[stats_payload(record::OP_STATS_SET, 0, 0)])
+        })
+    }
+
+    fn maybe_compact(&mut self) -> Result<()> {
+        if self.pos >= COMPACT_MIN && self.pos > 2 * self.index.live_bytes {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the live state as a new generation (caller holds the exclusive lock).
+    ///
+    /// The new log is written whole by atomic rename, then the old log gets a record naming
+    /// the new generation (the commit point: every reader follows it), then HEAD is updated
+    /// and the old log removed.
+    pub fn compact(&mut self) -> Result<()> {
+        let next = self.generation + 1;
+        let mut buf = Vec::new();
+        for (name, value) in &self.index.settings {
+            record::frame(&setting_payload(name, value), &mut buf);
+        }
+        record::frame(
+            &stats_payload(record::OP_STATS_SET, self.index.hits, self.index.misses),
+            &mut buf,
+        );
+        let ids: Vec<u64> = self.index.by_rowid.keys().copied().collect();
+        for rowid in ids {
+            let Some(row) = self.index.by_rowid_row(rowid) else {
+                continue;
+            };
+            let out = self.resolve(row)?;
+            let new = NewRow {
+                key: out.key,
+                raw: out.raw,
+                store_time: out.store_time,
+                expire_time: out.expire_time,
+                access_time: out.access_time,
+                access_count: out.access_count,
+                tag: out.tag,
+                size: out.size,
+                mode: out.mode,
+                filename: out.filename,
+                value: out.value,
+            };
+            record::frame(&put_payload(rowid, &new), &mut buf);
+        }
+        let new_path = self.dir.join(log_name(next));
+        fsio::atomic_write(&new_path, false, |f| f.write_all(&buf))?;
+        let mut generation_rec = Vec::new();
+        record::frame(&generation_payload(next), &mut generation_rec);
+        self.log
+            .write_all(&generation_rec)
+            .map_err(io_err(&self.dir))?;
+        let head = self.dir.join(HEAD_NAME);
+        fsio::atomic_write(&head, false, |f| f.write_all(next.to_string().as_bytes()))?;
+        let old = self.dir.join(log_name(self.generation));
+        self.reload(next)?;
+        self.sync()?;
+        let _ = fs::remove_file(old);
+        Ok(())
+    }
+
+    /// Verify the log; with `fix`, rewrite it without damaged parts. Returns warnings.
+    pub fn check(&mut self, fix: bool) -> Result<Vec<String>> {
+        self.with_lock(fix, |s| {
+            let mut warnings = Vec::new();
+            if let Some(at) = s.damaged {
+                let len = s.log.metadata().map_err(io_err(&s.dir))?.len();
+                warnings.push(format!(
+                    "{}: damaged or incomplete record at offset {at} of {len} bytes; {} bytes after it are unreadable",
+                    log_name(s.generation),
+                    len - at
+                ));
+            }
+            for r in s.index.rows.values() {
+                if let Slot::At { offset, .. } = r.value
+                    && s.resolve(r).is_err()
+                {
+                    warnings.push(format!("value of row {} at offset {offset} cannot be decoded", r.rowid));
+                }
+            }
+            if fix && !warnings.is_empty() {
+                s.compact()?;
+            }
+            Ok(warnings)
+        })
+    }
+
+    /// Every generation log in the directory other than the current one (left by a crash).
+    pub fn stray_logs(&self) -> Vec<PathBuf> {
+        let current = log_name(self.generation);
+        fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.starts_with("cache.") && n.ends_with(".log") && *n != current)
+                    .map(|n| self.dir.join(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn same_type(a: Option<&Val>, b: &Val) -> bool {
+    matches!(
+        (a, b),
+        (Some(Val::Int(_)), Val::Int(_))
+            | (Some(Val::Float(_)), Val::Float(_))
+            | (Some(Val::Text(_)), Val::Text(_))
+            | (Some(Val::Blob(_)), Val::Blob(_))
+            | (Some(Val::Null), Val::Null)
+    )
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::Seek;
+    let mut f = file.try_clone()?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+
+fn put_payload(rowid: u64, r: &NewRow) -> Vec<u8> {
+    let mut p = Vec::with_capacity(96 + r.value.heap_len() + r.key.heap_len());
+    record::put_u8(&mut p, record::OP_PUT);
+    record::put_u64(&mut p, rowid);
+    r.key.encode(&mut p);
+    record::put_u8(&mut p, r.raw as u8);
+    record::put_f64(&mut p, r.store_time);
+    record::put_f64(&mut p, r.expire_time.unwrap_or(f64::NAN));
+    record::put_f64(&mut p, r.access_time);
+    record::put_i64(&mut p, r.access_count);
+    r.tag.encode(&mut p);
+    record::put_i64(&mut p, r.size);
+    record::put_u8(&mut p, r.mode);
+    match &r.filename {
+        Some(f) => Val::Text(f.clone()).encode(&mut p),
+        None => Val::Null.encode(&mut p),
+    }
+    r.value.encode(&mut p);
+    p
+}
+
+fn del_payload(key: &Val, raw: bool) -> Vec<u8> {
+    let mut p = vec![record::OP_DEL];
+    key.encode(&mut p);
+    p.push(raw as u8);
+    p
+}
+
+fn touch_payload(key: &Val, raw: bool, expire_time: Option<f64>) -> Vec<u8> {
+    let mut p = vec![record::OP_TOUCH];
+    key.encode(&mut p);
+    p.push(raw as u8);
+    record::put_f64(&mut p, expire_time.unwrap_or(f64::NAN));
+    p
+}
+
+fn access_payload(key: &Val, raw: bool, access_time: f64, access_count: i64) -> Vec<u8> {
+    let mut p = vec![record::OP_ACCESS];
+    key.encode(&mut p);
+    p.push(raw as u8);
+    record::put_f64(&mut p, access_time);
+    record::put_i64(&mut p, access_count);
+    p
+}
+
+fn stats_payload(op: u8, hits: i64, misses: i64) -> Vec<u8> {
+    let mut p = vec![op];
+    record::put_i64(&mut p, hits);
+    record::put_i64(&mut p, misses);
+    p
+}
+
+fn setting_payload(name: &str, value: &Val) -> Vec<u8> {
+    let mut p = vec![record::OP_SETTING];
+    Val::Text(name.to_owned()).encode(&mut p);
+    value.encode(&mut p);
+    p
+}
+
+fn generation_payload(generation: u64) -> Vec<u8> {
+    let mut p = vec![record::OP_GEN];
+    record::put_u64(&mut p, generation);
+    p
+}
+
+fn opt_f64(f: f64) -> Option<f64> {
+    (!f.is_nan()).then_some(f)
+}
+
+/// Apply one record to the index; returns the next generation for a GEN record.
+fn apply(
+    index: &mut Index,
+    payload: &[u8],
+    at: u64,
+    len: u64,
+) -> std::result::Result<Option<u64>, record::Short> {
+    let mut r = Reader::new(payload);
+    match r.u8()? {
+        record::OP_PUT => {
+            let rowid = r.u64()?;
+            let key = Val::decode(&mut r)?;
+            let raw = r.u8()? != 0;
+            let store_time = r.f64()?;
+            let expire_time = opt_f64(r.f64()?);
+            let access_time = r.f64()?;
+            let access_count = r.i64()?;
+            let tag = Val::decode(&mut r)?;
+            let size = r.i64()?;
+            let mode = r.u8()?;
+            let filename = match Val::decode(&mut r)? {
+                Val::Text(s) => Some(s),
+                _ => None,
+            };
+            let start = r.pos;
+            let n = Val::skip(&mut r)?;
+            let value = if n <= INLINE_MAX {
+                Slot::Inline(Val::decode(&mut Reader::new(&payload[start..start + n]))?)
+            } else {
+                Slot::At {
+                    offset: at + record::HEADER as u64 + start as u64,
+                    len: n as u64,
+                }
+            };
+            index.put(Row {
+                rowid,
+                key,
+                raw,
+                store_time,
+                expire_time,
+                access_time,
+                access_count,
+                tag,
+                size,
+                mode,
+                filename,
+                value,
+                record_len: len,
+            });
+        }
+        record::OP_DEL => {
+            let key = Val::decode(&mut r)?;
+            let raw = r.u8()? != 0;
+            index.remove(&(key, raw));
+        }
+        record::OP_CLEAR => {
+            index.clear_rows();
+        }
+        record::OP_TOUCH => {
+            let key = Val::decode(&mut r)?;
+            let raw = r.u8()? != 0;
+            let e = opt_f64(r.f64()?);
+            index.set_expire(&(key, raw), e);
+        }
+        record::OP_ACCESS => {
+            let key = Val::decode(&mut r)?;
+            let raw = r.u8()? != 0;
+            let t = r.f64()?;
+            let c = r.i64()?;
+            index.set_access(&(key, raw), t, c);
+        }
+        record::OP_STATS => {
+            index.hits += r.i64()?;
+            index.misses += r.i64()?;
+        }
+        record::OP_STATS_SET => {
+            index.hits = r.i64()?;
+            index.misses = r.i64()?;
+        }
+        record::OP_SETTING => {
+            let Val::Text(name) = Val::decode(&mut r)? else {
+                return Err(record::Short);
+            };
+            let value = Val::decode(&mut r)?;
+            index.settings.insert(name, value);
+        }
+        record::OP_GEN => return Ok(Some(r.u64()?)),
+        record::OP_BATCH => {
+            // Inner records sit at `at + HEADER + 1 + offset within the batch`.
+            let inner = &payload[1..];
+            let mut off = 0usize;
+            let mut next = None;
+            while off < inner.len() {
+                let Next::Record(p) = record::next(&inner[off..]) else {
+                    return Err(record::Short);
+                };
+                let rec_at = at + record::HEADER as u64 + 1 + off as u64;
+                let rec_len = (record::HEADER + p.len()) as u64;
+                if let Some(g) = apply(index, p, rec_at, rec_len)? {
+                    next = Some(g);
+                }
+                off += record::HEADER + p.len();
+            }
+            return Ok(next);
+        }
+        _ => return Err(record::Short),
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: i64, value: Val) -> NewRow {
+        NewRow {
+            key: Val::Int(key),
+            raw: true,
+            store_time: 1.0,
+            expire_time: None,
+            access_time: 1.0,
+            access_count: 0,
+            tag: Val::Null,
+            size: 0,
+            mode: 1,
+            filename: None,
+            value,
+        }
+    }
+
+    fn value(s: &mut Store, key: i64) -> Option<Val> {
+        s.row(&Val::Int(key), true).unwrap().map(|r| r.value)
+    }
+
+    #[test]
+    fn two_handles_see_each_others_writes_across_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        let mut b = Store::open(dir.path(), None).unwrap();
+        a.put(row(1, Val::Text("x".repeat(1000)))).unwrap();
+        assert_eq!(value(&mut b, 1), Some(Val::Text("x".repeat(1000))));
+        b.put(row(2, Val::Int(7))).unwrap();
+        a.with_lock(true, |s| s.compact()).unwrap();
+        b.put(row(3, Val::Float(1.5))).unwrap();
+        assert_eq!(value(&mut a, 2), Some(Val::Int(7)));
+        assert_eq!(value(&mut a, 3), Some(Val::Float(1.5)));
+        assert_eq!(value(&mut b, 1), Some(Val::Text("x".repeat(1000))));
+        assert_eq!(a.stray_logs(), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn a_torn_tail_is_ignored_and_the_next_writer_starts_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        a.put(row(1, Val::Int(1))).unwrap();
+        let log = dir.path().join(log_name(0));
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        let mut b = Store::open(dir.path(), None).unwrap();
+        assert_eq!(value(&mut b, 1), Some(Val::Int(1)));
+        assert_eq!(b.check(false).unwrap().len(), 1);
+        b.put(row(2, Val::Int(2))).unwrap();
+        assert_eq!(value(&mut a, 2), Some(Val::Int(2)));
+        assert!(a.check(false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn transactions_commit_atomically_or_roll_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        let mut b = Store::open(dir.path(), None).unwrap();
+        a.begin().unwrap();
+        a.put(row(1, Val::Blob(vec![9; 5000]))).unwrap();
+        a.put(row(2, Val::Int(2))).unwrap();
+        assert_eq!(value(&mut a, 1), Some(Val::Blob(vec![9; 5000])));
+        a.end(true).unwrap();
+        assert_eq!(value(&mut b, 1), Some(Val::Blob(vec![9; 5000])));
+        assert_eq!(value(&mut a, 1), Some(Val::Blob(vec![9; 5000])));
+        a.begin().unwrap();
+        a.delete(&Val::Int(1), true).unwrap();
+        a.end(false).unwrap();
+        assert_eq!(value(&mut a, 1), Some(Val::Blob(vec![9; 5000])));
+        assert_eq!(b.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn cull_evicts_in_policy_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        for k in 0..20 {
+            let mut r = row(k, Val::Int(k));
+            r.store_time = 100.0 - k as f64;
+            a.put(r).unwrap();
+        }
+        a.cull(0.0, 5, 0, Policy::LeastRecentlyStored).unwrap();
+        assert_eq!(a.count().unwrap(), 15);
+        assert!(value(&mut a, 19).is_none());
+        assert!(value(&mut a, 0).is_some());
+    }
+}

@@ -1,0 +1,462 @@
+//! Bindings of the key-value engine. One `KvStore` per cache directory; Python's `Cache`
+//! (python/candlecache/core.py) keeps python-diskcache's semantics on top of it.
+
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
+
+use super::errors::fs_to_py;
+use crate::kv::{KvError, NewRow, Policy, RowOut, Store, Val};
+
+fn to_py_err(py: Python<'_>, e: KvError) -> PyErr {
+    match e {
+        KvError::Fs(fs) => fs_to_py(py, fs),
+        KvError::Corrupt(msg) => super::errors::corruption(py, msg),
+    }
+}
+
+/// A Python value as a column value (the types python-diskcache stores in SQLite).
+fn to_val(obj: &Bound<'_, PyAny>) -> PyResult<Val> {
+    if obj.is_none() {
+        return Ok(Val::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        // SQLite stores booleans as integers.
+        return Ok(Val::Int(b.is_true() as i64));
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        return Ok(Val::Int(obj.extract::<i64>()?));
+    }
+    if obj.is_exact_instance_of::<PyFloat>() {
+        return Ok(Val::float(obj.extract::<f64>()?));
+    }
+    if obj.is_exact_instance_of::<PyString>() {
+        return Ok(Val::Text(obj.extract::<String>()?));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Val::Blob(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.extract::<Vec<u8>>() {
+        return Ok(Val::Blob(b));
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot store {} in the index",
+        obj.get_type().name()?
+    )))
+}
+
+fn from_val(py: Python<'_>, v: Val) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        Val::Null => py.None(),
+        Val::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Val::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
+        Val::Text(s) => s.into_pyobject(py)?.into_any().unbind(),
+        Val::Blob(b) => PyBytes::new(py, &b).into_any().unbind(),
+    })
+}
+
+fn row_out(py: Python<'_>, r: RowOut) -> PyResult<Py<PyAny>> {
+    let items: Vec<Py<PyAny>> = vec![
+        r.rowid.into_pyobject(py)?.into_any().unbind(),
+        from_val(py, r.key)?,
+        (r.raw as i64).into_pyobject(py)?.into_any().unbind(),
+        r.store_time.into_pyobject(py)?.into_any().unbind(),
+        match r.expire_time {
+            Some(e) => e.into_pyobject(py)?.into_any().unbind(),
+            None => py.None(),
+        },
+        r.access_time.into_pyobject(py)?.into_any().unbind(),
+        r.access_count.into_pyobject(py)?.into_any().unbind(),
+        from_val(py, r.tag)?,
+        r.size.into_pyobject(py)?.into_any().unbind(),
+        (r.mode as i64).into_pyobject(py)?.into_any().unbind(),
+        match r.filename {
+            Some(f) => f.into_pyobject(py)?.into_any().unbind(),
+            None => py.None(),
+        },
+        from_val(py, r.value)?,
+    ];
+    Ok(PyTuple::new(py, items)?.into_any().unbind())
+}
+
+fn opt_row(py: Python<'_>, r: Option<RowOut>) -> PyResult<Py<PyAny>> {
+    match r {
+        Some(r) => row_out(py, r),
+        None => Ok(py.None()),
+    }
+}
+
+/// `(rows removed, their value files)`.
+fn names(py: Python<'_>, v: Vec<Option<String>>) -> PyResult<Py<PyAny>> {
+    let count = v.len();
+    let list: Vec<String> = v.into_iter().flatten().collect();
+    Ok((count, list).into_pyobject(py)?.into_any().unbind())
+}
+
+fn policy(name: &str) -> PyResult<Policy> {
+    Policy::parse(name)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown eviction policy {name:?}")))
+}
+
+fn timeout(t: Option<f64>) -> PyResult<Option<Duration>> {
+    t.map(|s| {
+        Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err("timeout must be >= 0"))
+    })
+    .transpose()
+}
+
+/// Which thread holds an explicit transaction, and how deeply nested.
+#[derive(Default)]
+struct Owner {
+    thread: Option<ThreadId>,
+    depth: u32,
+}
+
+/// The engine of one cache directory (see `src/kv`). Thread-safe; a transaction begun by
+/// one thread makes other threads' calls wait until it ends.
+#[pyclass(module = "candlecache._core", frozen)]
+pub struct KvStore {
+    store: Mutex<Option<Store>>,
+    owner: Mutex<Owner>,
+    released: Condvar,
+    directory: PathBuf,
+}
+
+impl KvStore {
+    /// Wait until no other thread holds a transaction, then run `f` on the store.
+    fn run<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Store) -> crate::kv::Result<R> + Send,
+    ) -> PyResult<R> {
+        let result = py.detach(|| -> Result<crate::kv::Result<R>, &'static str> {
+            let me = std::thread::current().id();
+            {
+                let mut owner = self.owner.lock().map_err(|_| "poisoned")?;
+                while owner.thread.is_some_and(|t| t != me) {
+                    owner = self.released.wait(owner).map_err(|_| "poisoned")?;
+                }
+            }
+            let mut guard: MutexGuard<'_, Option<Store>> =
+                self.store.lock().map_err(|_| "poisoned")?;
+            match guard.as_mut() {
+                Some(store) => Ok(f(store)),
+                None => Err("closed"),
+            }
+        });
+        match result {
+            Ok(r) => r.map_err(|e| to_py_err(py, e)),
+            Err("closed") => Err(PyRuntimeError::new_err("cache store is closed")),
+            Err(e) => Err(PyRuntimeError::new_err(e)),
+        }
+    }
+}
+
+#[pymethods]
+impl KvStore {
+    #[new]
+    #[pyo3(signature = (directory, timeout=None))]
+    fn new(py: Python<'_>, directory: PathBuf, timeout: Option<f64>) -> PyResult<Self> {
+        let t = self::timeout(timeout)?;
+        let store = py
+            .detach(|| Store::open(&directory, t))
+            .map_err(|e| to_py_err(py, e))?;
+        Ok(KvStore {
+            store: Mutex::new(Some(store)),
+            owner: Mutex::new(Owner::default()),
+            released: Condvar::new(),
+            directory,
+        })
+    }
+
+    #[getter]
+    fn directory(&self) -> PathBuf {
+        self.directory.clone()
+    }
+
+    fn set_timeout(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let t = self::timeout(timeout)?;
+        self.run(py, move |s| {
+            s.set_timeout(t);
+            Ok(())
+        })
+    }
+
+    /// Begin (or nest) a transaction holding the exclusive lock.
+    fn begin(&self, py: Python<'_>) -> PyResult<()> {
+        let me = std::thread::current().id();
+        py.detach(|| -> PyResult<()> {
+            let mut owner = self
+                .owner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+            while owner.thread.is_some_and(|t| t != me) {
+                owner = self
+                    .released
+                    .wait(owner)
+                    .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+            }
+            owner.thread = Some(me);
+            owner.depth += 1;
+            Ok(())
+        })?;
+        let begun = self.run(py, |s| s.begin());
+        if begun.is_err() {
+            let mut owner = self
+                .owner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+            owner.depth -= 1;
+            if owner.depth == 0 {
+                owner.thread = None;
+                self.released.notify_all();
+            }
+        }
+        begun
+    }
+
+    /// End a transaction level; the outermost commits, or rolls back with `commit=False`.
+    #[pyo3(signature = (commit=true))]
+    fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        let done = {
+            let mut owner = self
+                .owner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+            if owner.thread != Some(std::thread::current().id()) {
+                return Err(PyRuntimeError::new_err(
+                    "transaction ended by a thread that does not hold it",
+                ));
+            }
+            owner.depth -= 1;
+            owner.depth == 0
+        };
+        let result = py.detach(|| match self.store.lock() {
+            Ok(mut g) => match g.as_mut() {
+                Some(s) => s.end(commit).map_err(Some),
+                None => Ok(()),
+            },
+            Err(_) => Err(None),
+        });
+        if done {
+            let mut owner = self
+                .owner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+            owner.thread = None;
+            self.released.notify_all();
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(Some(e)) => Err(to_py_err(py, e)),
+            Err(None) => Err(PyRuntimeError::new_err("poisoned")),
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut g) = self.store.lock() {
+            *g = None;
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.store.lock().map(|g| g.is_none()).unwrap_or(true)
+    }
+
+    fn row(&self, py: Python<'_>, key: &Bound<'_, PyAny>, raw: bool) -> PyResult<Py<PyAny>> {
+        let key = to_val(key)?;
+        let r = self.run(py, move |s| s.row(&key, raw))?;
+        opt_row(py, r)
+    }
+
+    #[pyo3(signature = (key, raw, now, policy_name, stats))]
+    fn lookup(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        raw: bool,
+        now: f64,
+        policy_name: &str,
+        stats: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let key = to_val(key)?;
+        let p = policy(policy_name)?;
+        let r = self.run(py, move |s| s.lookup(&key, raw, now, p, stats))?;
+        opt_row(py, r)
+    }
+
+    /// Insert or replace a row; then, with `cull_limit > 0`, cull as diskcache's `set` does.
+    /// Returns `(old row or None, (culled count, culled files))`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value, cull_limit=0, size_limit=0, policy_name="none"))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        raw: bool,
+        store_time: f64,
+        expire_time: Option<f64>,
+        access_time: f64,
+        access_count: i64,
+        tag: &Bound<'_, PyAny>,
+        size: i64,
+        mode: u8,
+        filename: Option<String>,
+        value: &Bound<'_, PyAny>,
+        cull_limit: usize,
+        size_limit: u64,
+        policy_name: &str,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let row = NewRow {
+            key: to_val(key)?,
+            raw,
+            store_time,
+            expire_time,
+            access_time,
+            access_count,
+            tag: to_val(tag)?,
+            size,
+            mode,
+            filename,
+            value: to_val(value)?,
+        };
+        let p = policy(policy_name)?;
+        let (old, culled) = self.run(py, move |s| {
+            s.with_lock(true, |s| {
+                let old = s.put(row)?;
+                let culled = if cull_limit > 0 {
+                    s.cull(store_time, cull_limit, size_limit, p)?
+                } else {
+                    Vec::new()
+                };
+                Ok((old, culled))
+            })
+        })?;
+        Ok((opt_row(py, old)?, names(py, culled)?))
+    }
+
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>, raw: bool) -> PyResult<Py<PyAny>> {
+        let key = to_val(key)?;
+        let r = self.run(py, move |s| s.delete(&key, raw))?;
+        opt_row(py, r)
+    }
+
+    #[pyo3(signature = (key, raw, now, expire_time))]
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        raw: bool,
+        now: f64,
+        expire_time: Option<f64>,
+    ) -> PyResult<bool> {
+        let key = to_val(key)?;
+        self.run(py, move |s| s.touch(&key, raw, now, expire_time))
+    }
+
+    #[pyo3(signature = (now, limit=None))]
+    fn expire(&self, py: Python<'_>, now: f64, limit: Option<usize>) -> PyResult<Py<PyAny>> {
+        let v = self.run(py, move |s| s.expire(now, limit))?;
+        names(py, v)
+    }
+
+    fn evict(&self, py: Python<'_>, tag: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let tag = to_val(tag)?;
+        let v = self.run(py, move |s| s.evict(&tag))?;
+        names(py, v)
+    }
+
+    fn clear(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = self.run(py, |s| s.clear())?;
+        names(py, v)
+    }
+
+    fn cull(
+        &self,
+        py: Python<'_>,
+        now: f64,
+        limit: usize,
+        size_limit: u64,
+        policy_name: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let p = policy(policy_name)?;
+        let v = self.run(py, move |s| s.cull(now, limit, size_limit, p))?;
+        names(py, v)
+    }
+
+    fn count(&self, py: Python<'_>) -> PyResult<usize> {
+        self.run(py, |s| s.count())
+    }
+
+    fn volume(&self, py: Python<'_>) -> PyResult<u64> {
+        self.run(py, |s| s.volume())
+    }
+
+    fn stats(&self, py: Python<'_>) -> PyResult<(i64, i64)> {
+        self.run(py, |s| s.stats())
+    }
+
+    fn reset_stats(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |s| s.reset_stats())
+    }
+
+    fn settings(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        let v = self.run(py, |s| s.settings())?;
+        let d = PyDict::new(py);
+        for (k, val) in v {
+            d.set_item(k, from_val(py, val)?)?;
+        }
+        Ok(d.unbind())
+    }
+
+    fn set_setting(&self, py: Python<'_>, name: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = to_val(value)?;
+        self.run(py, move |s| s.set_setting(&name, &v))
+    }
+
+    /// `(key, raw)` pairs in rowid order, or key order with `by_key`.
+    #[pyo3(signature = (by_key=false, reverse=false))]
+    fn keys(
+        &self,
+        py: Python<'_>,
+        by_key: bool,
+        reverse: bool,
+    ) -> PyResult<Vec<(Py<PyAny>, bool)>> {
+        let v = self.run(py, move |s| s.keys(by_key, reverse))?;
+        v.into_iter()
+            .map(|(k, raw)| Ok((from_val(py, k)?, raw)))
+            .collect()
+    }
+
+    fn end_row(&self, py: Python<'_>, last: bool) -> PyResult<Py<PyAny>> {
+        let r = self.run(py, move |s| s.end_row(last))?;
+        opt_row(py, r)
+    }
+
+    fn end_in_range(
+        &self,
+        py: Python<'_>,
+        lo: &Bound<'_, PyAny>,
+        hi: &Bound<'_, PyAny>,
+        last: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (lo, hi) = (to_val(lo)?, to_val(hi)?);
+        let r = self.run(py, move |s| s.end_in_range(&lo, &hi, last))?;
+        opt_row(py, r)
+    }
+
+    #[pyo3(signature = (fix=false))]
+    fn check(&self, py: Python<'_>, fix: bool) -> PyResult<Vec<String>> {
+        self.run(py, move |s| s.check(fix))
+    }
+
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |s| s.with_lock(true, |s| s.compact()))
+    }
+}

@@ -20,6 +20,17 @@ from .core import (
     UnknownFileWarning,
 )
 from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
+from .fanout import FanoutCache
+from .persistent import Deque, Index
+from .recipes import (
+    Averager,
+    BoundedSemaphore,
+    Lock,
+    RLock,
+    barrier,
+    memoize_stampede,
+    throttle,
+)
 from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
     PERIODS,
@@ -54,4 +65,14 @@ __all__ = [
     "EVICTION_POLICY",
     "EmptyDirWarning",
     "UnknownFileWarning",
+    "FanoutCache",
+    "Deque",
+    "Index",
+    "Averager",
+    "BoundedSemaphore",
+    "Lock",
+    "RLock",
+    "barrier",
+    "memoize_stampede",
+    "throttle",
 ]

@@ -511,7 +511,7 @@ class Cache:
     @property
     def _store(self):
         engine = self._engine
-        if engine is None or engine.closed:
+        if engine is None:
             engine = self._engine = _core.KvStore(self._directory, self._timeout)
         return engine
 
@@ -1117,25 +1117,31 @@ class Cache:
         """Drop tag index on cache database."""
         self.reset('tag_index', 0)
 
+    def _bulk_delete(self, retry, method, *args):
+        with self._transact(retry) as cleanup:
+            count, names = method(*args)
+            for name in names:
+                cleanup(name)
+        return count
+
     def evict(self, tag, retry=False):
         """Remove items with matching `tag` from cache.
 
         :return: count of rows removed
+        :raises Timeout: if the lock is not acquired in time
 
         """
-        count, names = self._call(retry, self._store.evict, tag)
-        self._cleanup(names)
-        return count
+        return self._bulk_delete(retry, self._store.evict, tag)
 
     def expire(self, now=None, retry=False):
         """Remove expired items from cache.
 
+        :param float now: current time (default None, ``time.time()`` used)
         :return: count of items removed
+        :raises Timeout: if the lock is not acquired in time
 
         """
-        count, names = self._call(retry, self._store.expire, time.time() if now is None else now)
-        self._cleanup(names)
-        return count
+        return self._bulk_delete(retry, self._store.expire, time.time() if now is None else now)
 
     def cull(self, retry=False):
         """Cull items from cache until volume is less than size limit.
@@ -1143,15 +1149,19 @@ class Cache:
         Removes expired items first, then items by the eviction policy.
 
         :return: count of items removed
+        :raises Timeout: if the lock is not acquired in time
 
         """
         now = time.time()
-        count = self.expire(now, retry=retry)
+
+        # Remove expired items.
+        count = self.expire(now)
+
+        # Remove items by policy.
         if self.eviction_policy == 'none':
             return count
         while self.volume() > self.size_limit:
-            removed, names = self._call(retry, self._store.cull, now, 10, self.size_limit, self.eviction_policy)
-            self._cleanup(names)
+            removed = self._bulk_delete(retry, self._store.cull, now, 10, self.size_limit, self.eviction_policy)
             if not removed:
                 break
             count += removed
@@ -1161,11 +1171,10 @@ class Cache:
         """Remove all items from cache.
 
         :return: count of rows removed
+        :raises Timeout: if the lock is not acquired in time
 
         """
-        count, names = self._call(retry, self._store.clear)
-        self._cleanup(names)
-        return count
+        return self._bulk_delete(retry, self._store.clear)
 
     def iterkeys(self, reverse=False):
         """Iterate Cache keys in database sort order.

@@ -53,7 +53,8 @@ impl Ord for F {
 pub struct Index {
     pub rows: HashMap<KeyId, Row>,
     pub by_rowid: BTreeMap<u64, KeyId>,
-    pub by_key: BTreeSet<KeyId>,
+    /// Built on first use (key-order iteration and queues), then kept up to date.
+    by_key: Option<BTreeSet<KeyId>>,
     pub by_expiry: BTreeSet<(F, u64)>,
     pub settings: BTreeMap<String, Val>,
     /// Sum of `size` over rows: the bytes of values kept in their own files.
@@ -81,7 +82,9 @@ impl Index {
         self.size += row.size;
         self.live_bytes += row.record_len;
         self.by_rowid.insert(row.rowid, id.clone());
-        self.by_key.insert(id.clone());
+        if let Some(k) = self.by_key.as_mut() {
+            k.insert(id.clone());
+        }
         if let Some(e) = row.expire_time {
             self.by_expiry.insert((F(e), row.rowid));
         }
@@ -94,7 +97,9 @@ impl Index {
         self.size -= row.size;
         self.live_bytes = self.live_bytes.saturating_sub(row.record_len);
         self.by_rowid.remove(&row.rowid);
-        self.by_key.remove(id);
+        if let Some(k) = self.by_key.as_mut() {
+            k.remove(id);
+        }
         if let Some(e) = row.expire_time {
             self.by_expiry.remove(&(F(e), row.rowid));
         }
@@ -104,7 +109,7 @@ impl Index {
     pub fn clear_rows(&mut self) -> Vec<Row> {
         let rows: Vec<Row> = std::mem::take(&mut self.rows).into_values().collect();
         self.by_rowid.clear();
-        self.by_key.clear();
+        self.by_key = None;
         self.by_expiry.clear();
         self.size = 0;
         for r in &rows {
@@ -130,6 +135,12 @@ impl Index {
                 self.by_expiry.insert((F(e), r.rowid));
             }
         }
+    }
+
+    /// Keys in SQLite's key order.
+    pub fn by_key(&mut self) -> &BTreeSet<KeyId> {
+        self.by_key
+            .get_or_insert_with(|| self.rows.keys().cloned().collect())
     }
 
     pub fn by_rowid_row(&self, rowid: u64) -> Option<&Row> {

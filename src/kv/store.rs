@@ -93,6 +93,7 @@ pub struct Store {
     pending: Option<Vec<u8>>,
     /// Set while `with_lock` holds the lock (true: exclusive), so nested calls reuse it.
     held: Option<bool>,
+    compact_after_commit: bool,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KvError + '_ {
@@ -141,6 +142,7 @@ impl Store {
             txn: 0,
             pending: None,
             held: None,
+            compact_after_commit: false,
         };
         store.with_lock(false, |_| Ok(()))?;
         Ok(store)
@@ -252,12 +254,21 @@ impl Store {
                 let mut framed = Vec::with_capacity(batch.len() + record::HEADER);
                 record::frame(&batch, &mut framed);
                 let path = self.dir.join(log_name(self.generation));
-                self.log.write_all(&framed).map_err(io_err(&path)).map(|_| {
-                    self.pos += framed.len() as u64;
-                })
+                self.log
+                    .write_all(&framed)
+                    .map_err(io_err(&path))
+                    .and_then(|_| {
+                        self.pos += framed.len() as u64;
+                        if std::mem::take(&mut self.compact_after_commit) {
+                            self.compact()
+                        } else {
+                            Ok(())
+                        }
+                    })
             }
             Some(batch) if batch.len() > 1 => {
                 // Roll back: forget what the transaction applied to the index.
+                self.compact_after_commit = false;
                 self.reload(self.generation).and_then(|_| self.sync())
             }
             _ => Ok(()),
@@ -282,8 +293,7 @@ impl Store {
             if len == self.pos {
                 return Ok(());
             }
-            let mut buf = vec![0u8; (len - self.pos) as usize];
-            read_at(&self.log, &mut buf, self.pos).map_err(io_err(&self.dir))?;
+            let buf = read_range(&self.log, self.pos, len - self.pos).map_err(io_err(&self.dir))?;
             let mut off = 0usize;
             let mut next_gen = None;
             self.damaged = None;
@@ -486,7 +496,7 @@ impl Store {
     pub fn keys(&mut self, by_key: bool, reverse: bool) -> Result<Vec<KeyId>> {
         self.with_lock(false, |s| {
             let mut v: Vec<KeyId> = if by_key {
-                s.index.by_key.iter().cloned().collect()
+                s.index.by_key().iter().cloned().collect()
             } else {
                 s.index.by_rowid.values().cloned().collect()
             };
@@ -516,13 +526,15 @@ impl Store {
     pub fn end_in_range(&mut self, lo: &Val, hi: &Val, last: bool) -> Result<Option<RowOut>> {
         self.with_lock(false, |s| {
             use std::ops::Bound::Excluded;
-            let range = s
-                .index
-                .by_key
-                .range((Excluded((lo.clone(), true)), Excluded((hi.clone(), false))));
-            let mut ids = range.filter(|(k, raw)| *raw && k > lo && k < hi);
-            let id = if last { ids.next_back() } else { ids.next() };
-            match id.and_then(|id| s.index.rows.get(id)) {
+            let id = {
+                let range = s
+                    .index
+                    .by_key()
+                    .range((Excluded((lo.clone(), true)), Excluded((hi.clone(), false))));
+                let mut ids = range.filter(|(k, raw)| *raw && k > lo && k < hi);
+                if last { ids.next_back() } else { ids.next() }.cloned()
+            };
+            match id.as_ref().and_then(|id| s.index.rows.get(id)) {
                 Some(r) => Ok(Some(s.resolve(r)?)),
                 None => Ok(None),
             }
@@ -730,6 +742,11 @@ impl Store {
     /// the new generation (the commit point: every reader follows it), then HEAD is updated
     /// and the old log removed.
     pub fn compact(&mut self) -> Result<()> {
+        if self.pending.is_some() {
+            // Inside a transaction: compact once it has committed.
+            self.compact_after_commit = true;
+            return Ok(());
+        }
         let next = self.generation + 1;
         let mut buf = Vec::new();
         for (name, value) in &self.index.settings {
@@ -826,6 +843,22 @@ fn same_type(a: Option<&Val>, b: &Val) -> bool {
             | (Some(Val::Blob(_)), Val::Blob(_))
             | (Some(Val::Null), Val::Null)
     )
+}
+
+/// `len` bytes from `offset`, without zero-filling the buffer first (logs can be large).
+fn read_range(file: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut handle = file;
+    handle.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(len as usize);
+    handle.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "log shrank while reading",
+        ));
+    }
+    Ok(buf)
 }
 
 #[cfg(unix)]

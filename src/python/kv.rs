@@ -98,6 +98,15 @@ fn names(py: Python<'_>, v: Vec<Option<String>>) -> PyResult<Py<PyAny>> {
     Ok((count, list).into_pyobject(py)?.into_any().unbind())
 }
 
+/// A size limit in bytes; diskcache accepts floats (FanoutCache divides by the shard count).
+fn bytes_limit(limit: f64) -> u64 {
+    if limit.is_nan() || limit <= 0.0 {
+        0
+    } else {
+        limit.min(u64::MAX as f64) as u64
+    }
+}
+
 fn policy(name: &str) -> PyResult<Policy> {
     Policy::parse(name)
         .ok_or_else(|| PyValueError::new_err(format!("unknown eviction policy {name:?}")))
@@ -125,6 +134,7 @@ pub struct KvStore {
     owner: Mutex<Owner>,
     released: Condvar,
     directory: PathBuf,
+    timeout: Mutex<Option<Duration>>,
 }
 
 impl KvStore {
@@ -144,6 +154,14 @@ impl KvStore {
             }
             let mut guard: MutexGuard<'_, Option<Store>> =
                 self.store.lock().map_err(|_| "poisoned")?;
+            if guard.is_none() {
+                // Closed: like diskcache's connections, the files are opened again on use.
+                let timeout = *self.timeout.lock().map_err(|_| "poisoned")?;
+                match Store::open(&self.directory, timeout) {
+                    Ok(s) => *guard = Some(s),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
             match guard.as_mut() {
                 Some(store) => Ok(f(store)),
                 None => Err("closed"),
@@ -171,6 +189,7 @@ impl KvStore {
             owner: Mutex::new(Owner::default()),
             released: Condvar::new(),
             directory,
+            timeout: Mutex::new(t),
         })
     }
 
@@ -181,6 +200,9 @@ impl KvStore {
 
     fn set_timeout(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let t = self::timeout(timeout)?;
+        if let Ok(mut slot) = self.timeout.lock() {
+            *slot = t;
+        }
         self.run(py, move |s| {
             s.set_timeout(t);
             Ok(())
@@ -258,10 +280,28 @@ impl KvStore {
         }
     }
 
-    fn close(&self) {
-        if let Ok(mut g) = self.store.lock() {
-            *g = None;
+    /// Close the files; the next call opens them again. A transaction of this store is
+    /// rolled back.
+    fn close(&self, py: Python<'_>) {
+        let busy = self
+            .owner
+            .lock()
+            .map(|o| o.thread.is_some_and(|t| t != std::thread::current().id()))
+            .unwrap_or(true);
+        if busy {
+            // Another thread's transaction is using the files; they are closed when unused.
+            return;
         }
+        py.detach(|| {
+            if let Ok(mut g) = self.store.lock() {
+                if let Some(s) = g.as_mut() {
+                    while s.in_txn() {
+                        let _ = s.end(false);
+                    }
+                }
+                *g = None;
+            }
+        });
     }
 
     #[getter]
@@ -294,7 +334,7 @@ impl KvStore {
     /// Insert or replace a row; then, with `cull_limit > 0`, cull as diskcache's `set` does.
     /// Returns `(old row or None, (culled count, culled files))`.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value, cull_limit=0, size_limit=0, policy_name="none"))]
+    #[pyo3(signature = (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value, cull_limit=0, size_limit=0.0, policy_name="none"))]
     fn put(
         &self,
         py: Python<'_>,
@@ -310,9 +350,10 @@ impl KvStore {
         filename: Option<String>,
         value: &Bound<'_, PyAny>,
         cull_limit: usize,
-        size_limit: u64,
+        size_limit: f64,
         policy_name: &str,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let size_limit = bytes_limit(size_limit);
         let row = NewRow {
             key: to_val(key)?,
             raw,
@@ -382,9 +423,10 @@ impl KvStore {
         py: Python<'_>,
         now: f64,
         limit: usize,
-        size_limit: u64,
+        size_limit: f64,
         policy_name: &str,
     ) -> PyResult<Py<PyAny>> {
+        let size_limit = bytes_limit(size_limit);
         let p = policy(policy_name)?;
         let v = self.run(py, move |s| s.cull(now, limit, size_limit, p))?;
         names(py, v)

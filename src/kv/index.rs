@@ -1,7 +1,9 @@
 //! The in-memory index a process builds from the log: rows by key, by rowid, by key order,
 //! by expiry; settings; hit/miss counters.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 
 use super::value::Val;
 
@@ -51,7 +53,7 @@ impl Ord for F {
 
 #[derive(Default)]
 pub struct Index {
-    pub rows: HashMap<KeyId, Row>,
+    pub rows: FxHashMap<KeyId, Row>,
     pub by_rowid: BTreeMap<u64, KeyId>,
     /// Built on first use (key-order iteration and queues), then kept up to date.
     by_key: Option<BTreeSet<KeyId>>,

@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "GRACE_MS", "PERIODS", "__version__", "coverage", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows"]
 
 __version__: str
 PERIODS: list[str]
@@ -70,6 +70,7 @@ class KvStore:
     def check(self, fix: bool = False) -> list[str]: ...
     def compact(self) -> None: ...
 
+def crc32(data: bytes, value: int = 0) -> int: ...
 def get_ohlcv(
     base_dir: str | os.PathLike[str],
     symbol: str,

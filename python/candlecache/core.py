@@ -23,6 +23,7 @@ import warnings
 import zlib
 
 from . import _core
+from .exceptions import CorruptionError, Timeout  # Timeout: diskcache's name and meaning
 
 
 def full_name(func):
@@ -208,12 +209,13 @@ class Disk:
             if len(value) < min_file_size:
                 return 0, MODE_RAW, None, value
             else:
-                filename, full_path = self.filename(key, value)
+                filename, full_path = self._checked_filename(key, value, value)
                 self._write(full_path, io.BytesIO(value), 'xb')
                 return len(value), MODE_BINARY, filename, None
         elif type_value is str:
-            filename, full_path = self.filename(key, value)
-            self._write(full_path, io.StringIO(value), 'x', 'UTF-8')
+            data = value.encode('UTF-8')
+            filename, full_path = self._checked_filename(key, value, data)
+            self._write(full_path, io.BytesIO(data), 'xb')
             size = op.getsize(full_path)
             return size, MODE_TEXT, filename, None
         elif read:
@@ -228,9 +230,33 @@ class Disk:
             if len(result) < min_file_size:
                 return 0, MODE_PICKLE, None, result
             else:
-                filename, full_path = self.filename(key, value)
+                filename, full_path = self._checked_filename(key, value, result)
                 self._write(full_path, io.BytesIO(result), 'xb')
                 return len(result), MODE_PICKLE, filename, None
+
+    def _checked_filename(self, key, value, data):
+        """A filename from :meth:`filename` that also carries the CRC-32 of `data`.
+
+        ``ab/cd/<hex>.val`` becomes ``ab/cd/<hex>.<crc32>.val``, so :meth:`fetch` can tell a
+        damaged value file from a good one without any other metadata.
+        """
+        filename, full_path = self.filename(key, value)
+        if not filename.endswith('.val'):
+            return filename, full_path
+        tag = '.%08x.val' % _core.crc32(data)
+        return filename[:-4] + tag, full_path[:-4] + tag
+
+    def _read_checked(self, filename):
+        """The bytes of a value file, verified against the CRC-32 in its name if it has one."""
+        with open(op.join(self._directory, filename), 'rb') as reader:
+            data = reader.read()
+        expected = _crc_of(filename)
+        if expected is not None and _core.crc32(data) != expected:
+            raise CorruptionError(
+                'value file %s is damaged (checksum mismatch); Cache.check(fix=True) removes it'
+                % op.join(self._directory, filename)
+            )
+        return data
 
     def _write(self, full_path, iterator, mode, encoding=None):
         # Written to a temp name and renamed, so a process killed mid-write never leaves a
@@ -284,16 +310,12 @@ class Disk:
             if read:
                 return open(op.join(self._directory, filename), 'rb')
             else:
-                with open(op.join(self._directory, filename), 'rb') as reader:
-                    return reader.read()
+                return self._read_checked(filename)
         elif mode == MODE_TEXT:
-            full_path = op.join(self._directory, filename)
-            with open(full_path, 'r', encoding='UTF-8') as reader:
-                return reader.read()
+            return self._read_checked(filename).decode('UTF-8')
         elif mode == MODE_PICKLE:
             if value is None:
-                with open(op.join(self._directory, filename), 'rb') as reader:
-                    return pickle.load(reader)
+                return pickle.loads(self._read_checked(filename))
             else:
                 return pickle.load(io.BytesIO(value))
 
@@ -386,7 +408,6 @@ class JSONDisk(Disk):
         return data
 
 
-from .exceptions import Timeout  # noqa: E402  (diskcache.Timeout's name and meaning)
 
 
 class UnknownFileWarning(UserWarning):
@@ -395,6 +416,17 @@ class UnknownFileWarning(UserWarning):
 
 class EmptyDirWarning(UserWarning):
     """Warning used by Cache.check for empty directories."""
+
+
+def _crc_of(filename):
+    """The CRC-32 a value file's name carries (``<hex>.<crc32>.val``), or None."""
+    parts = op.basename(filename).split('.')
+    if len(parts) == 3 and parts[2] == 'val' and len(parts[1]) == 8:
+        try:
+            return int(parts[1], 16)
+        except ValueError:
+            return None
+    return None
 
 
 def args_to_key(base, args, kwargs, typed, ignore):
@@ -478,7 +510,9 @@ class Cache:
                         ' and could not be created' % self._directory,
                     ) from None
 
-        store = self._store
+        # As diskcache does, initialization waits for other processes however long it takes;
+        # the timeout applies from then on.
+        store = self._engine = _core.KvStore(directory, None)
         current_settings = store.settings()
         sets = DEFAULT_SETTINGS.copy()
         sets.update(current_settings)
@@ -492,6 +526,8 @@ class Cache:
 
         for key, value in sets.items():
             self.reset(key, value, update=current_settings.get(key, ENOVAL) != value)
+
+        store.set_timeout(timeout)
 
     @property
     def directory(self):
@@ -755,16 +791,21 @@ class Cache:
         elif expire_time or tag:
             default = (default, None)
 
-        row = self._call(
-            retry, self._store.lookup, db_key, raw, time.time(),
-            self.eviction_policy, bool(self.statistics),
-        )
-        if row is None:
-            return default
-        try:
-            value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], read)
-        except IOError:
-            # Key was deleted before we could retrieve result.
+        for attempt in range(100):
+            row = self._call(
+                retry, self._store.lookup, db_key, raw, time.time(),
+                self.eviction_policy, bool(self.statistics),
+            )
+            if row is None:
+                return default
+            try:
+                value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], read)
+                break
+            except IOError:
+                # Another process replaced or deleted the value file after the row was read:
+                # read the row again, so a key that is present never reads as missing.
+                continue
+        else:
             return default
 
         if expire_time and tag:
@@ -902,6 +943,15 @@ class Cache:
             else:
                 db_key = num
 
+            if self._store.row(db_key, raw) is not None:
+                # The queue ran into a key outside its range. diskcache's INSERT fails here
+                # with sqlite3.IntegrityError; code written for it catches that class.
+                if filename is not None:
+                    self._disk.remove(filename)
+                import sqlite3
+
+                raise sqlite3.IntegrityError('UNIQUE constraint failed: push would overwrite key %r' % (db_key,))
+
             _, (_, culled) = self._put(db_key, raw, now, columns)
             for name in culled:
                 cleanup(name)
@@ -931,12 +981,23 @@ class Cache:
             try:
                 value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], False)
             except IOError:
-                # Key was deleted before we could retrieve result.
+                # Key was deleted before we could retrieve result, or its value file is gone.
+                if not delete:
+                    self._drop_if_file_lost(row)
                 continue
             finally:
                 if delete and row[_FILE] is not None:
                     self._disk.remove(row[_FILE])
             return row, value
+
+    def _drop_if_file_lost(self, row):
+        """Delete a row whose value file no longer exists (nothing can be read for it)."""
+        with self._transact() as cleanup:
+            current = self._store.row(row[_KEY], bool(row[_RAW]))
+            if current is not None and current[_FILE] == row[_FILE] and row[_FILE] is not None:
+                if not op.exists(op.join(self._directory, row[_FILE])):
+                    self._store.delete(row[_KEY], bool(row[_RAW]))
+                    cleanup(row[_FILE])
 
     @staticmethod
     def _shape(item, row, default, expire_time, tag):
@@ -1005,7 +1066,8 @@ class Cache:
             try:
                 value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], False)
             except IOError:
-                # Key was deleted before we could retrieve result.
+                # Key was deleted before we could retrieve result, or its value file is gone.
+                self._drop_if_file_lost(row)
                 continue
             break
 
@@ -1082,7 +1144,16 @@ class Cache:
                     full_path = op.join(self._directory, row[_FILE])
                     if op.exists(full_path):
                         referenced.add(op.normpath(full_path))
-                        continue
+                        try:
+                            self._disk._read_checked(row[_FILE])
+                            continue
+                        except (CorruptionError, OSError) as error:
+                            warnings.warn(str(error), UnknownFileWarning)
+                            if fix:
+                                self._store.delete(key, raw)
+                                os.remove(full_path)
+                                referenced.discard(op.normpath(full_path))
+                            continue
                     message = 'row %s partial commit %s' % (row[_ROWID], full_path)
                     warnings.warn(message, UnknownFileWarning)
                     if fix:
@@ -1100,12 +1171,14 @@ class Cache:
                         if fix:
                             os.remove(full_path)
 
-                for dirpath, dirs, files in os.walk(self._directory):
-                    if not (dirs or files):
-                        message = 'empty directory: %s' % dirpath
-                        warnings.warn(message, EmptyDirWarning)
-                        if fix:
-                            os.rmdir(dirpath)
+                # Bottom-up, so a directory emptied by removing its children counts too.
+                for dirpath, _, _ in os.walk(self._directory, topdown=False):
+                    if op.normpath(dirpath) == op.normpath(self._directory) or os.listdir(dirpath):
+                        continue
+                    message = 'empty directory: %s' % dirpath
+                    warnings.warn(message, EmptyDirWarning)
+                    if fix:
+                        os.rmdir(dirpath)
 
             return warns
 

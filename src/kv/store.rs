@@ -107,14 +107,32 @@ fn read_head(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn open_log(dir: &Path, generation: u64) -> Result<File> {
-    let path = dir.join(log_name(generation));
+fn open_log_file(dir: &Path, generation: u64, create: bool) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
         .append(true)
-        .create(true)
-        .open(&path)
-        .map_err(io_err(&path))
+        .create(create)
+        .open(dir.join(log_name(generation)))
+}
+
+/// Open the log of `generation`, or, if compaction has removed it meanwhile, the one HEAD
+/// names now. Only a directory without HEAD gets a new, empty first log.
+fn open_log(dir: &Path, generation: u64) -> Result<(File, u64)> {
+    let mut generation = generation;
+    for _ in 0..100 {
+        let create = generation == 0 && !dir.join(HEAD_NAME).exists();
+        match open_log_file(dir, generation, create) {
+            Ok(f) => return Ok((f, generation)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                generation = read_head(dir).max(generation);
+            }
+            Err(e) => return Err(io_err(&dir.join(log_name(generation)))(e)),
+        }
+    }
+    Err(KvError::Corrupt(format!(
+        "{}: HEAD names a log that does not exist",
+        dir.display()
+    )))
 }
 
 impl Store {
@@ -128,8 +146,7 @@ impl Store {
             .truncate(false)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        let generation = read_head(dir);
-        let log = open_log(dir, generation)?;
+        let (log, generation) = open_log(dir, read_head(dir))?;
         let mut store = Store {
             dir: dir.to_owned(),
             lock_file,
@@ -296,28 +313,33 @@ impl Store {
             let buf = read_range(&self.log, self.pos, len - self.pos).map_err(io_err(&self.dir))?;
             let mut off = 0usize;
             let mut next_gen = None;
-            self.damaged = None;
             while off < buf.len() {
-                match record::next(&buf[off..]) {
+                let applied = match record::next(&buf[off..]) {
                     Next::Record(payload) => {
                         let at = self.pos + off as u64;
                         let len = (record::HEADER + payload.len()) as u64;
-                        match apply(&mut self.index, payload, at, len) {
-                            Ok(Some(g)) => next_gen = Some(g),
-                            Ok(None) => {}
-                            Err(_) => {
-                                self.damaged = Some(at);
-                                break;
-                            }
-                        }
-                        off += record::HEADER + payload.len();
-                        if next_gen.is_some() {
+                        apply(&mut self.index, payload, at, len)
+                            .ok()
+                            .map(|g| (g, record::HEADER + payload.len()))
+                    }
+                    Next::Incomplete | Next::Corrupt => None,
+                };
+                match applied {
+                    Some((g, n)) => {
+                        off += n;
+                        if g.is_some() {
+                            next_gen = g;
                             break;
                         }
                     }
-                    Next::Incomplete | Next::Corrupt => {
-                        self.damaged = Some(self.pos + off as u64);
-                        break;
+                    None => {
+                        // Damaged bytes (a torn tail, or damage in the middle): remember where,
+                        // and carry on from the next intact record, if there is one.
+                        self.damaged.get_or_insert(self.pos + off as u64);
+                        match resync(&buf, off) {
+                            Some(next) => off = next,
+                            None => break,
+                        }
                     }
                 }
             }
@@ -338,7 +360,8 @@ impl Store {
     }
 
     fn reload(&mut self, generation: u64) -> Result<()> {
-        self.log = open_log(&self.dir, generation)?;
+        let (log, generation) = open_log(&self.dir, generation)?;
+        self.log = log;
         self.generation = generation;
         self.pos = 0;
         self.damaged = None;
@@ -550,9 +573,16 @@ impl Store {
                 Some(r) => Some(s.resolve(r)?),
                 None => None,
             };
-            let rowid = old
-                .as_ref()
-                .map_or_else(|| s.index.next_rowid(), |o| o.rowid);
+            let mut row = row;
+            let rowid = match &old {
+                // An update keeps the row's identity, including the key as first stored
+                // (3 stays 3 when 3.0 replaces its value), as SQLite's UPDATE does.
+                Some(o) => {
+                    row.key = o.key.clone();
+                    o.rowid
+                }
+                None => s.index.next_rowid(),
+            };
             s.append(&[put_payload(rowid, &row)])?;
             s.maybe_compact()?;
             Ok(old)
@@ -832,6 +862,18 @@ impl Store {
             })
             .unwrap_or_default()
     }
+}
+
+/// The offset of the next intact record after damaged bytes at `from`, if any.
+fn resync(buf: &[u8], from: usize) -> Option<usize> {
+    (from + 1..buf.len().saturating_sub(record::HEADER - 1)).find(|&j| {
+        match record::next(&buf[j..]) {
+            Next::Record(p) => p
+                .first()
+                .is_some_and(|op| (record::OP_PUT..=record::OP_BATCH).contains(op)),
+            _ => false,
+        }
+    })
 }
 
 fn same_type(a: Option<&Val>, b: &Val) -> bool {

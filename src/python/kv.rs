@@ -119,6 +119,17 @@ fn timeout(t: Option<f64>) -> PyResult<Option<Duration>> {
     .transpose()
 }
 
+/// CRC-32 (IEEE) of `data`, continuing from `value`; the same numbers as `zlib.crc32`, faster.
+#[pyfunction]
+#[pyo3(signature = (data, value=0))]
+pub fn crc32(py: Python<'_>, data: &[u8], value: u32) -> u32 {
+    py.detach(|| {
+        let mut h = crc32fast::Hasher::new_with_initial(value);
+        h.update(data);
+        h.finalize()
+    })
+}
+
 /// Which thread holds an explicit transaction, and how deeply nested.
 #[derive(Default)]
 struct Owner {

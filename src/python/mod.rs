@@ -14,6 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GRACE_MS", crate::ohlcv::log::GRACE_MS)?;
     m.add_class::<arrow::ArrowStream>()?;
     m.add_class::<kv::KvStore>()?;
+    m.add_function(wrap_pyfunction!(kv::crc32, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::get_ohlcv, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::read_range, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::write_rows, m)?)?;

@@ -332,7 +332,9 @@ class _Base(RuleBasedStateMachine):
 
         with frozen_time(self.clock):
             got, want = summary(self.cc), summary(self.dc)
-            assert got == want, f"check(): candlecache {got} != diskcache {want}"
+            # diskcache can leave a value file behind when an operation fails after writing it
+            # (e.g. push() hitting an existing key); candlecache removes it, so may report less.
+            assert got == want or not got, f"check(): candlecache {got} != diskcache {want}"
             assert set(want) <= {("UnknownFileWarning", "unknown file")}, want
             assert self.cc.volume() > 0 and self.dc.volume() > 0
             if want:

@@ -210,12 +210,12 @@ class Disk:
                 return 0, MODE_RAW, None, value
             else:
                 filename, full_path = self._checked_filename(key, value, value)
-                self._write(full_path, io.BytesIO(value), 'xb')
+                self._write(full_path, (value,), 'xb')
                 return len(value), MODE_BINARY, filename, None
         elif type_value is str:
             data = value.encode('UTF-8')
             filename, full_path = self._checked_filename(key, value, data)
-            self._write(full_path, io.BytesIO(data), 'xb')
+            self._write(full_path, (data,), 'xb')
             size = op.getsize(full_path)
             return size, MODE_TEXT, filename, None
         elif read:
@@ -231,7 +231,7 @@ class Disk:
                 return 0, MODE_PICKLE, None, result
             else:
                 filename, full_path = self._checked_filename(key, value, result)
-                self._write(full_path, io.BytesIO(result), 'xb')
+                self._write(full_path, (result,), 'xb')
                 return len(result), MODE_PICKLE, filename, None
 
     def _checked_filename(self, key, value, data):

@@ -33,6 +33,16 @@ pub struct Row {
     pub record_len: u64,
 }
 
+impl Row {
+    /// Bytes of this row's value kept in memory.
+    pub fn inline_len(&self) -> usize {
+        match &self.value {
+            Slot::Inline(v) => v.heap_len(),
+            Slot::At { .. } => 0,
+        }
+    }
+}
+
 pub type KeyId = (Val, bool);
 
 /// Total order on f64 for index keys.
@@ -65,6 +75,8 @@ pub struct Index {
     pub misses: i64,
     /// Bytes of log records still describing live state.
     pub live_bytes: u64,
+    /// Bytes of values held in memory (bounded by the store's budget).
+    pub inline_bytes: usize,
 }
 
 impl Index {
@@ -83,6 +95,7 @@ impl Index {
         let old = self.remove(&id);
         self.size += row.size;
         self.live_bytes += row.record_len;
+        self.inline_bytes += row.inline_len();
         self.by_rowid.insert(row.rowid, id.clone());
         if let Some(k) = self.by_key.as_mut() {
             k.insert(id.clone());
@@ -96,6 +109,7 @@ impl Index {
 
     pub fn remove(&mut self, id: &KeyId) -> Option<Row> {
         let row = self.rows.remove(id)?;
+        self.inline_bytes = self.inline_bytes.saturating_sub(row.inline_len());
         self.size -= row.size;
         self.live_bytes = self.live_bytes.saturating_sub(row.record_len);
         self.by_rowid.remove(&row.rowid);
@@ -114,6 +128,7 @@ impl Index {
         self.by_key = None;
         self.by_expiry.clear();
         self.size = 0;
+        self.inline_bytes = 0;
         for r in &rows {
             self.live_bytes = self.live_bytes.saturating_sub(r.record_len);
         }

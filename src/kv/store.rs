@@ -13,8 +13,10 @@ use crate::fsio::{self, FsError};
 
 pub const LOCK_NAME: &str = "cache.lock";
 pub const HEAD_NAME: &str = "HEAD";
-/// Values whose encoding is at most this long stay in memory; longer ones are read from the log.
-const INLINE_MAX: usize = 256;
+/// Values whose encoding is at most this long stay in memory, while the values in memory
+/// total under `INLINE_BUDGET`; the others are read from the log when asked for.
+const INLINE_MAX: usize = 4096;
+const INLINE_BUDGET: usize = 64 << 20;
 /// Compact once the log is this large and at least half of it is dead.
 const COMPACT_MIN: u64 = 4 << 20;
 
@@ -94,6 +96,10 @@ pub struct Store {
     /// Set while `with_lock` holds the lock (true: exclusive), so nested calls reuse it.
     held: Option<bool>,
     compact_after_commit: bool,
+    /// Reads skip the shared lock: on local filesystems appends are visible at once, and a
+    /// record still being appended is recognised by its framing. Network filesystems revalidate
+    /// their caches only when a lock is taken, so there every read locks.
+    unlocked_reads: bool,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KvError + '_ {
@@ -160,6 +166,8 @@ impl Store {
             pending: None,
             held: None,
             compact_after_commit: false,
+            unlocked_reads: is_local_fs(dir)
+                && std::env::var_os("CANDLECACHE_LOCKED_READS").is_none(),
         };
         store.with_lock(false, |_| Ok(()))?;
         Ok(store)
@@ -219,6 +227,9 @@ impl Store {
                     "internal: write attempted under a shared lock".into(),
                 ));
             }
+            return f(self);
+        }
+        if !exclusive && self.unlocked_reads && self.sync_unlocked()? {
             return f(self);
         }
         self.flock(exclusive)?;
@@ -299,7 +310,19 @@ impl Store {
     }
 
     /// Apply records appended since the last call, following compactions to new generations.
+    /// Damaged bytes are recorded and skipped (the caller holds the lock, so no writer is
+    /// mid-append).
     fn sync(&mut self) -> Result<()> {
+        self.sync_inner(true).map(|_| ())
+    }
+
+    /// The same without the lock: stops (returning false) at the first incomplete or damaged
+    /// record, which may be a writer's append in progress; the caller then locks and syncs.
+    fn sync_unlocked(&mut self) -> Result<bool> {
+        self.sync_inner(false)
+    }
+
+    fn sync_inner(&mut self, locked: bool) -> Result<bool> {
         loop {
             let len = self.log.metadata().map_err(io_err(&self.dir))?.len();
             if len < self.pos {
@@ -308,11 +331,12 @@ impl Store {
                 continue;
             }
             if len == self.pos {
-                return Ok(());
+                return Ok(true);
             }
             let buf = read_range(&self.log, self.pos, len - self.pos).map_err(io_err(&self.dir))?;
             let mut off = 0usize;
             let mut next_gen = None;
+            let mut clean = true;
             while off < buf.len() {
                 let applied = match record::next(&buf[off..]) {
                     Next::Record(payload) => {
@@ -332,6 +356,10 @@ impl Store {
                             break;
                         }
                     }
+                    None if !locked => {
+                        clean = false;
+                        break;
+                    }
                     None => {
                         // Damaged bytes (a torn tail, or damage in the middle): remember where,
                         // and carry on from the next intact record, if there is one.
@@ -344,6 +372,9 @@ impl Store {
                 }
             }
             self.pos += off as u64;
+            if !clean {
+                return Ok(false);
+            }
             if next_gen.is_none() && self.damaged.is_some() {
                 // A writer that found this damage compacted past it; its record naming the new
                 // generation sits after the damage, but HEAD names it too.
@@ -354,7 +385,7 @@ impl Store {
             }
             match next_gen {
                 Some(g) => self.reload(g)?,
-                None => return Ok(()),
+                None => return Ok(true),
             }
         }
     }
@@ -864,6 +895,45 @@ impl Store {
     }
 }
 
+/// Whether `dir` is on a filesystem known to be local (ext4, xfs, btrfs, tmpfs, …), where a
+/// write is visible to every process as soon as it returns.
+#[cfg(target_os = "linux")]
+fn is_local_fs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const LOCAL: [i64; 11] = [
+        0xEF53,     // ext2/3/4
+        0x58465342, // xfs
+        0x9123683E, // btrfs
+        0x01021994, // tmpfs
+        0x794C7630, // overlayfs
+        0x2FC12FC1, // zfs
+        0xF2F52010, // f2fs
+        0xCA451A4E, // bcachefs
+        0x52654973, // reiserfs
+        0x3153464A, // jfs
+        0x858458F6, // ramfs
+    ];
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is a valid C string and `st` a writable statfs buffer.
+    let rc = unsafe { libc::statfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: statfs succeeded, so it filled `st`.
+    // f_type is i64 on some targets and 32-bit on others.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = unsafe { st.assume_init() }.f_type as i64;
+    LOCAL.contains(&f_type)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_local_fs(_dir: &Path) -> bool {
+    false
+}
+
 /// The offset of the next intact record after damaged bytes at `from`, if any.
 fn resync(buf: &[u8], from: usize) -> Option<usize> {
     (from + 1..buf.len().saturating_sub(record::HEADER - 1)).find(|&j| {
@@ -1011,7 +1081,7 @@ fn apply(
             };
             let start = r.pos;
             let n = Val::skip(&mut r)?;
-            let value = if n <= INLINE_MAX {
+            let value = if n <= INLINE_MAX && index.inline_bytes + n <= INLINE_BUDGET {
                 Slot::Inline(Val::decode(&mut Reader::new(&payload[start..start + n]))?)
             } else {
                 Slot::At {

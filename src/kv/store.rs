@@ -17,6 +17,8 @@ pub const HEAD_NAME: &str = "HEAD";
 /// total under `INLINE_BUDGET`; the others are read from the log when asked for.
 const INLINE_MAX: usize = 4096;
 const INLINE_BUDGET: usize = 64 << 20;
+/// Bytes of log read at a time when catching up.
+const SYNC_CHUNK: usize = 1 << 20;
 /// Compact once the log is this large and at least half of it is dead.
 const COMPACT_MIN: u64 = 4 << 20;
 
@@ -323,6 +325,8 @@ impl Store {
     }
 
     fn sync_inner(&mut self, locked: bool) -> Result<bool> {
+        // The log is read in chunks, so opening a large one needs no buffer its size.
+        let mut chunk = SYNC_CHUNK;
         loop {
             let len = self.log.metadata().map_err(io_err(&self.dir))?.len();
             if len < self.pos {
@@ -333,11 +337,19 @@ impl Store {
             if len == self.pos {
                 return Ok(true);
             }
-            let buf = read_range(&self.log, self.pos, len - self.pos).map_err(io_err(&self.dir))?;
+            let want = (len - self.pos).min(chunk as u64);
+            let more = self.pos + want < len;
+            let buf = read_range(&self.log, self.pos, want).map_err(io_err(&self.dir))?;
             let mut off = 0usize;
             let mut next_gen = None;
             let mut clean = true;
+            let mut partial = false;
             while off < buf.len() {
+                if more && let Next::Incomplete = record::next(&buf[off..]) {
+                    // The record continues in the next chunk.
+                    partial = true;
+                    break;
+                }
                 let applied = match record::next(&buf[off..]) {
                     Next::Record(payload) => {
                         let at = self.pos + off as u64;
@@ -374,6 +386,19 @@ impl Store {
             self.pos += off as u64;
             if !clean {
                 return Ok(false);
+            }
+            if partial {
+                // Read at least the whole next record.
+                chunk = if off == 0 {
+                    record_len(&buf).map_or(chunk * 2, |n| n.max(chunk))
+                } else {
+                    SYNC_CHUNK
+                };
+                continue;
+            }
+            if more && next_gen.is_none() {
+                chunk = SYNC_CHUNK;
+                continue;
             }
             if next_gen.is_none() && self.damaged.is_some() {
                 // A writer that found this damage compacted past it; its record naming the new
@@ -932,6 +957,13 @@ fn is_local_fs(dir: &Path) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn is_local_fs(_dir: &Path) -> bool {
     false
+}
+
+/// The full length of the record starting `buf`, from its header.
+fn record_len(buf: &[u8]) -> Option<usize> {
+    let head = buf.get(..4)?;
+    let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    (n <= record::MAX_RECORD).then_some(n + record::HEADER)
 }
 
 /// The offset of the next intact record after damaged bytes at `from`, if any.

@@ -21,31 +21,7 @@ import random
 import threading
 import time
 
-from .core import ENOVAL, full_name
-
-try:
-    from .core import args_to_key
-except ImportError:  # pragma: no cover - core may keep it private
-
-    def args_to_key(base, args, kwargs, typed, ignore):
-        """Create cache key out of function arguments (as diskcache.core)."""
-        args = tuple(arg for index, arg in enumerate(args) if index not in ignore)
-        key = base + args + (None,)
-
-        if kwargs:
-            kwargs = {key: val for key, val in kwargs.items() if key not in ignore}
-            sorted_items = sorted(kwargs.items())
-
-            for item in sorted_items:
-                key += item
-
-        if typed:
-            key += tuple(type(arg) for arg in args)
-
-            if kwargs:
-                key += tuple(type(value) for _, value in sorted_items)
-
-        return key
+from .core import ENOVAL, args_to_key, full_name
 
 
 __all__ = [

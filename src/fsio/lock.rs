@@ -5,10 +5,47 @@ use std::time::{Duration, Instant};
 
 use super::{FsError, Result};
 
-/// An exclusive OS file lock (flock on Unix) on a lock file, released on drop.
-///
-/// flock interoperates with Python's `filelock.FileLock` on the same path, so the original
-/// tool and candlecache exclude each other. It works across processes and, on NFSv4, hosts.
+/// Take an OS file lock (flock on Unix) on an open file, waiting up to `timeout` (None:
+/// forever). flock interoperates with Python's `filelock.FileLock` on the same path and, on
+/// NFSv4, across hosts. `path` names the file in errors.
+pub fn wait_for_lock(
+    file: &File,
+    path: &Path,
+    exclusive: bool,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let attempt = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(FsError::io(path, e)),
+        }
+        let waited = started.elapsed();
+        if let Some(limit) = timeout
+            && waited >= limit
+        {
+            return Err(FsError::Timeout {
+                path: path.to_owned(),
+                waited,
+            });
+        }
+        let mut step = pause;
+        if let Some(limit) = timeout {
+            step = step.min(limit.saturating_sub(waited).max(Duration::from_micros(100)));
+        }
+        sleep(step);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// An exclusive lock on a lock file, released on drop.
 #[derive(Debug)]
 pub struct FolderLock {
     file: File,
@@ -25,35 +62,11 @@ impl FolderLock {
             .truncate(false)
             .open(path)
             .map_err(|e| FsError::io(path, e))?;
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    return Ok(FolderLock {
-                        file,
-                        path: path.to_owned(),
-                    });
-                }
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(e)) => return Err(FsError::io(path, e)),
-            }
-            let waited = started.elapsed();
-            if let Some(limit) = timeout
-                && waited >= limit
-            {
-                return Err(FsError::Timeout {
-                    path: path.to_owned(),
-                    waited,
-                });
-            }
-            let mut step = pause;
-            if let Some(limit) = timeout {
-                step = step.min(limit.saturating_sub(waited).max(Duration::from_micros(100)));
-            }
-            sleep(step);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        wait_for_lock(&file, path, true, timeout)?;
+        Ok(FolderLock {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -80,5 +93,24 @@ mod tests {
         assert!(matches!(second, Err(FsError::Timeout { .. })));
         drop(first);
         FolderLock::acquire(&path, Some(Duration::from_millis(30))).unwrap();
+    }
+
+    #[test]
+    fn shared_holders_coexist_and_exclude_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let (a, b, c) = (open(), open(), open());
+        wait_for_lock(&a, &path, false, None).unwrap();
+        wait_for_lock(&b, &path, false, Some(Duration::from_millis(10))).unwrap();
+        let r = wait_for_lock(&c, &path, true, Some(Duration::from_millis(10)));
+        assert!(matches!(r, Err(FsError::Timeout { .. })));
     }
 }

@@ -10,7 +10,7 @@ mod lock;
 mod stamp;
 
 pub use atomic::{append_line, atomic_write, fsync_dir, is_temp_name};
-pub use lock::FolderLock;
+pub use lock::{FolderLock, wait_for_lock};
 pub use stamp::FileStamp;
 
 use std::io;

@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::index::{F, Index, KeyId, Row, Slot};
 use super::record::{self, Next, Reader};
@@ -184,32 +184,12 @@ impl Store {
     }
 
     fn flock(&self, exclusive: bool) -> Result<()> {
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(50);
-        loop {
-            let r = if exclusive {
-                self.lock_file.try_lock()
-            } else {
-                self.lock_file.try_lock_shared()
-            };
-            match r {
-                Ok(()) => return Ok(()),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(io_err(&self.dir.join(LOCK_NAME))(e));
-                }
-            }
-            if let Some(limit) = self.timeout
-                && started.elapsed() >= limit
-            {
-                return Err(KvError::Fs(FsError::Timeout {
-                    path: self.dir.join(LOCK_NAME),
-                    waited: started.elapsed(),
-                }));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(10));
-        }
+        Ok(fsio::wait_for_lock(
+            &self.lock_file,
+            &self.dir.join(LOCK_NAME),
+            exclusive,
+            self.timeout,
+        )?)
     }
 
     /// Run `f` on an index brought up to date, under the shared (reads) or exclusive (writes)

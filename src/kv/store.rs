@@ -325,12 +325,13 @@ impl Store {
             let mut clean = true;
             let mut partial = false;
             while off < buf.len() {
-                if more && let Next::Incomplete = record::next(&buf[off..]) {
+                let next = record::next(&buf[off..]);
+                if more && matches!(next, Next::Incomplete) {
                     // The record continues in the next chunk.
                     partial = true;
                     break;
                 }
-                let applied = match record::next(&buf[off..]) {
+                let applied = match next {
                     Next::Record(payload) => {
                         let at = self.pos + off as u64;
                         let len = (record::HEADER + payload.len()) as u64;
@@ -1250,6 +1251,37 @@ mod tests {
         a.end(false).unwrap();
         assert_eq!(value(&mut a, 1), Some(Val::Blob(vec![9; 5000])));
         assert_eq!(b.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn records_larger_than_a_read_chunk_and_across_chunks_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        let mut x = 1u64;
+        let noise: Vec<u8> = (0..3 * SYNC_CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for k in 0..3000 {
+            a.put(row(
+                k,
+                Val::Blob(noise[k as usize..k as usize + 1500].to_vec()),
+            ))
+            .unwrap();
+        }
+        a.put(row(-1, Val::Blob(noise.clone()))).unwrap();
+        let mut b = Store::open(dir.path(), None).unwrap();
+        assert_eq!(b.count().unwrap(), 3001);
+        assert_eq!(value(&mut b, -1), Some(Val::Blob(noise.clone())));
+        assert_eq!(
+            value(&mut b, 2999),
+            Some(Val::Blob(noise[2999..4499].to_vec()))
+        );
+        assert!(b.check(false).unwrap().is_empty());
     }
 
     #[test]

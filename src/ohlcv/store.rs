@@ -246,14 +246,16 @@ fn intersects(a: &[i64], b: &[i64]) -> bool {
     false
 }
 
+/// The `time` range a file's footer statistics give, if they do.
+fn span_of(f: &DataFile) -> Result<Option<(i64, i64)>> {
+    Ok(parquet_file::open(&f.path)?.and_then(|(_, info)| info.min_max()))
+}
+
 fn file_intersects(f: &DataFile, new_times: &[i64]) -> Result<bool> {
     let (Some(&first), Some(&last)) = (new_times.first(), new_times.last()) else {
         return Ok(false);
     };
-    let Some((_, info)) = parquet_file::open(&f.path)? else {
-        return Ok(false);
-    };
-    if let Some((a, b)) = info.min_max()
+    if let Some((a, b)) = span_of(f)?
         && (b < first || a > last)
     {
         return Ok(false);
@@ -326,7 +328,15 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     // into the main file; folding everything restores one file per time.
     let mut tangled = false;
     if let Some(m) = &main {
+        let main_span = span_of(m)?;
         for d in &deltas {
+            // Footer statistics rule out almost every delta without reading it: appends lie
+            // after the main file's last time.
+            if let (Some((a, b)), Some((c, e))) = (main_span, span_of(d)?)
+                && (e < a || c > b)
+            {
+                continue;
+            }
             let times: Vec<i64> = read_all(d)?
                 .iter()
                 .flat_map(|b| frame::times(b).values().to_vec())

@@ -26,24 +26,14 @@ pub fn log_name(generation: u64) -> String {
     format!("cache.{generation:08}.log")
 }
 
-/// A row as handed out: the value resolved.
+/// A row as handed out: its rowid and its fields, the value resolved.
 #[derive(Clone, Debug)]
 pub struct RowOut {
     pub rowid: u64,
-    pub key: Val,
-    pub raw: bool,
-    pub store_time: f64,
-    pub expire_time: Option<f64>,
-    pub access_time: f64,
-    pub access_count: i64,
-    pub tag: Val,
-    pub size: i64,
-    pub mode: u8,
-    pub filename: Option<String>,
-    pub value: Val,
+    pub row: NewRow,
 }
 
-/// The fields of a row to store.
+/// The fields of a row: what `put` stores and what reads hand out (in `RowOut`).
 #[derive(Clone, Debug)]
 pub struct NewRow {
     pub key: Val,
@@ -464,17 +454,19 @@ impl Store {
         };
         Ok(RowOut {
             rowid: row.rowid,
-            key: row.key.clone(),
-            raw: row.raw,
-            store_time: row.store_time,
-            expire_time: row.expire_time,
-            access_time: row.access_time,
-            access_count: row.access_count,
-            tag: row.tag.clone(),
-            size: row.size,
-            mode: row.mode,
-            filename: row.filename.clone(),
-            value,
+            row: NewRow {
+                key: row.key.clone(),
+                raw: row.raw,
+                store_time: row.store_time,
+                expire_time: row.expire_time,
+                access_time: row.access_time,
+                access_count: row.access_count,
+                tag: row.tag.clone(),
+                size: row.size,
+                mode: row.mode,
+                filename: row.filename.clone(),
+                value,
+            },
         })
     }
 
@@ -510,11 +502,14 @@ impl Store {
             if let Some(r) = &found {
                 match policy {
                     Policy::LeastRecentlyUsed => {
-                        payloads.push(access_payload(key, raw, now, r.access_count))
+                        payloads.push(access_payload(key, raw, now, r.row.access_count))
                     }
-                    Policy::LeastFrequentlyUsed => {
-                        payloads.push(access_payload(key, raw, r.access_time, r.access_count + 1))
-                    }
+                    Policy::LeastFrequentlyUsed => payloads.push(access_payload(
+                        key,
+                        raw,
+                        r.row.access_time,
+                        r.row.access_count + 1,
+                    )),
                     _ => {}
                 }
             }
@@ -615,7 +610,7 @@ impl Store {
                 // An update keeps the row's identity, including the key as first stored
                 // (3 stays 3 when 3.0 replaces its value), as SQLite's UPDATE does.
                 Some(o) => {
-                    row.key = o.key.clone();
+                    row.key = o.row.key.clone();
                     o.rowid
                 }
                 None => s.index.next_rowid(),
@@ -829,20 +824,7 @@ impl Store {
                 continue;
             };
             let out = self.resolve(row)?;
-            let new = NewRow {
-                key: out.key,
-                raw: out.raw,
-                store_time: out.store_time,
-                expire_time: out.expire_time,
-                access_time: out.access_time,
-                access_count: out.access_count,
-                tag: out.tag,
-                size: out.size,
-                mode: out.mode,
-                filename: out.filename,
-                value: out.value,
-            };
-            record::frame(&put_payload(rowid, &new), &mut buf);
+            record::frame(&put_payload(rowid, &out.row), &mut buf);
         }
         let new_path = self.dir.join(log_name(next));
         fsio::atomic_write(&new_path, false, |f| f.write_all(&buf))?;
@@ -1199,7 +1181,7 @@ mod tests {
     }
 
     fn value(s: &mut Store, key: i64) -> Option<Val> {
-        s.row(&Val::Int(key), true).unwrap().map(|r| r.value)
+        s.row(&Val::Int(key), true).unwrap().map(|r| r.row.value)
     }
 
     #[test]

@@ -60,9 +60,10 @@ fn from_val(py: Python<'_>, v: Val) -> PyResult<Py<PyAny>> {
     })
 }
 
-fn row_out(py: Python<'_>, r: RowOut) -> PyResult<Py<PyAny>> {
+fn row_out(py: Python<'_>, out: RowOut) -> PyResult<Py<PyAny>> {
+    let (rowid, r) = (out.rowid, out.row);
     let items: Vec<Py<PyAny>> = vec![
-        r.rowid.into_pyobject(py)?.into_any().unbind(),
+        rowid.into_pyobject(py)?.into_any().unbind(),
         from_val(py, r.key)?,
         (r.raw as i64).into_pyobject(py)?.into_any().unbind(),
         r.store_time.into_pyobject(py)?.into_any().unbind(),

@@ -621,14 +621,6 @@ class Cache:
                 if name is not None:
                     _disk_remove(name)
 
-    def _in_txn(self):
-        return self._txn_id == threading.get_ident()
-
-    def _cleanup(self, names):
-        for name in names:
-            if name is not None:
-                self._disk.remove(name)
-
     def set(self, key, value, expire=None, read=False, tag=None, retry=False):
         """Set `key` and `value` item in cache.
 
@@ -649,39 +641,33 @@ class Cache:
         db_key, raw = self._disk.put(key)
         expire_time = None if expire is None else now + expire
         size, mode, filename, db_value = self._disk.store(value, read, key=key)
+        columns = (expire_time, tag, size, mode, filename, db_value)
         try:
-            old, (_, culled) = self._call(
-                retry,
-                self._store.put,
-                db_key, raw, now, expire_time, now, 0, tag, size, mode, filename, db_value,
-                self.cull_limit, self.size_limit, self.eviction_policy,
-            )
+            # As diskcache does, the replaced and culled value files go right away.
+            self._call(retry, self._put, db_key, raw, now, columns, self._disk.remove)
         except BaseException:
             if filename is not None:
                 self._disk.remove(filename)
             raise
-        self._after_write(old, culled)
         return True
-
-    def _after_write(self, old, culled):
-        # As diskcache does, replaced and culled value files go right away (even inside a
-        # transaction): no committed row refers to them any more.
-        names = list(culled)
-        if old is not None:
-            names.append(old[_FILE])
-        self._cleanup(names)
 
     def __setitem__(self, key, value):
         """Set corresponding `value` for `key` in cache."""
         self.set(key, value, retry=True)
 
-    def _put(self, db_key, raw, now, columns, access_count=0, store_time=None, cull=True):
+    def _put(self, db_key, raw, now, columns, cleanup):
+        """Store a row (culling as diskcache's writes do); hand the value files it replaced or
+        culled to `cleanup`. Returns the replaced row or None."""
         expire_time, tag, size, mode, filename, value = columns
-        return self._store.put(
-            db_key, raw, now if store_time is None else store_time, expire_time, now,
-            access_count, tag, size, mode, filename, value,
-            self.cull_limit if cull else 0, self.size_limit, self.eviction_policy,
+        old, (_, culled) = self._store.put(
+            db_key, raw, now, expire_time, now, 0, tag, size, mode, filename, value,
+            self.cull_limit, self.size_limit, self.eviction_policy,
         )
+        for name in culled:
+            cleanup(name)
+        if old is not None and old[_FILE] is not None:
+            cleanup(old[_FILE])
+        return old
 
     def touch(self, key, expire=None, retry=False):
         """Touch `key` in cache and update `expire` time.
@@ -716,11 +702,7 @@ class Cache:
             if row is not None and (row[_EXPIRE] is None or row[_EXPIRE] > now):
                 cleanup(filename)
                 return False
-            old, (_, culled) = self._put(db_key, raw, now, columns)
-            if old is not None:
-                cleanup(old[_FILE])
-            for name in culled:
-                cleanup(name)
+            self._put(db_key, raw, now, columns, cleanup)
             return True
 
     def incr(self, key, delta=1, default=0, retry=False):
@@ -747,11 +729,7 @@ class Cache:
                     raise KeyError(key)
                 value = default + delta
                 columns = (None, None) + self._disk.store(value, False, key=key)
-                old, (_, culled) = self._put(db_key, raw, now, columns)
-                for name in culled:
-                    cleanup(name)
-                if old is not None:
-                    cleanup(old[_FILE])
+                self._put(db_key, raw, now, columns, cleanup)
                 return value
 
             value = row[_VALUE]
@@ -952,9 +930,7 @@ class Cache:
 
                 raise sqlite3.IntegrityError('UNIQUE constraint failed: push would overwrite key %r' % (db_key,))
 
-            _, (_, culled) = self._put(db_key, raw, now, columns)
-            for name in culled:
-                cleanup(name)
+            self._put(db_key, raw, now, columns, cleanup)
             return db_key
 
     def _queue_end(self, prefix, side, delete, retry):

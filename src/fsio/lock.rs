@@ -1,5 +1,5 @@
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,6 @@ pub fn wait_for_lock(
 #[derive(Debug)]
 pub struct FolderLock {
     file: File,
-    path: PathBuf,
 }
 
 impl FolderLock {
@@ -63,14 +62,7 @@ impl FolderLock {
             .open(path)
             .map_err(|e| FsError::io(path, e))?;
         wait_for_lock(&file, path, true, timeout)?;
-        Ok(FolderLock {
-            file,
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(FolderLock { file })
     }
 }
 

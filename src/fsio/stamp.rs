@@ -28,12 +28,4 @@ impl FileStamp {
             mtime_ns,
         }
     }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }

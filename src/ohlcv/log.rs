@@ -234,18 +234,8 @@ fn rewrite(
     if !force && entries.len() <= merged.len() + COMPACT_SLACK {
         return Ok(false);
     }
-    write_merged(dir, period, merged, durable)?;
+    write_spans(dir, period, merged, "compacted", durable)?;
     Ok(true)
-}
-
-/// Replace the log with one line per `(start, end, count, fetched_ms)` span.
-pub fn write_merged(
-    dir: &Path,
-    period: &Period,
-    merged: Vec<(i64, i64, i64, i64)>,
-    durable: bool,
-) -> Result<()> {
-    write_spans(dir, period, merged, "compacted", durable)
 }
 
 /// Replace the log with one line per `(start, end, count, fetched_ms)` span, tagged `source`.

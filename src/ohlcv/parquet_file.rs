@@ -47,10 +47,6 @@ impl FileInfo {
         }
         out
     }
-
-    pub fn num_rows(&self) -> i64 {
-        self.meta.metadata().file_metadata().num_rows()
-    }
 }
 
 type InfoCache = Mutex<HashMap<PathBuf, (FileStamp, Arc<FileInfo>)>>;

@@ -166,22 +166,21 @@ impl KvStore {
             }
             let mut guard: MutexGuard<'_, Option<Store>> =
                 self.store.lock().map_err(|_| "poisoned")?;
-            if guard.is_none() {
-                // Closed: like diskcache's connections, the files are opened again on use.
-                let timeout = *self.timeout.lock().map_err(|_| "poisoned")?;
-                match Store::open(&self.directory, timeout) {
-                    Ok(s) => *guard = Some(s),
-                    Err(e) => return Ok(Err(e)),
+            let store = match guard.take() {
+                Some(s) => guard.insert(s),
+                None => {
+                    // Closed: like diskcache's connections, the files are opened again on use.
+                    let timeout = *self.timeout.lock().map_err(|_| "poisoned")?;
+                    match Store::open(&self.directory, timeout) {
+                        Ok(s) => guard.insert(s),
+                        Err(e) => return Ok(Err(e)),
+                    }
                 }
-            }
-            match guard.as_mut() {
-                Some(store) => Ok(f(store)),
-                None => Err("closed"),
-            }
+            };
+            Ok(f(store))
         });
         match result {
             Ok(r) => r.map_err(|e| to_py_err(py, e)),
-            Err("closed") => Err(PyRuntimeError::new_err("cache store is closed")),
             Err(e) => Err(PyRuntimeError::new_err(e)),
         }
     }
@@ -314,11 +313,6 @@ impl KvStore {
                 *g = None;
             }
         });
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.store.lock().map(|g| g.is_none()).unwrap_or(true)
     }
 
     fn row(&self, py: Python<'_>, key: &Bound<'_, PyAny>, raw: bool) -> PyResult<Py<PyAny>> {

@@ -1,19 +1,16 @@
 //! The in-memory index a process builds from the log: rows by key, by rowid, by key order,
 //! by expiry; settings; hit/miss counters.
+//!
+//! An index opened from a snapshot starts with no rows in memory: a key's bucket of the
+//! snapshot is parsed the first time the key is touched (`load`), and the whole snapshot when
+//! an operation needs every row (`complete`). Counters cover loaded and unloaded rows alike.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
+use super::snapshot::Lazy;
 use super::value::Val;
-
-/// Where a row's value lives: small values are kept in memory, larger ones are read from
-/// the log at an offset when asked for.
-#[derive(Clone, Debug)]
-pub enum Slot {
-    Inline(Val),
-    At { offset: u64, len: u64 },
-}
 
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -28,18 +25,20 @@ pub struct Row {
     pub size: i64,
     pub mode: u8,
     pub filename: Option<String>,
-    pub value: Slot,
-    /// Bytes of the log record that holds this row (for deciding when to compact).
+    /// The log record that holds this row: where its frame starts and how long it is.
+    pub record: u64,
     pub record_len: u64,
+    /// Where the value's encoding sits within that frame.
+    pub value_at: u32,
+    pub value_len: u32,
+    /// The value, when it is kept in memory; otherwise it is read from the record.
+    pub inline: Option<Val>,
 }
 
 impl Row {
     /// Bytes of this row's value kept in memory.
     pub fn inline_len(&self) -> usize {
-        match &self.value {
-            Slot::Inline(v) => v.heap_len(),
-            Slot::At { .. } => 0,
-        }
+        self.inline.as_ref().map_or(0, Val::heap_len)
     }
 }
 
@@ -77,21 +76,119 @@ pub struct Index {
     pub live_bytes: u64,
     /// Bytes of values held in memory (bounded by the store's budget).
     pub inline_bytes: usize,
+    /// The snapshot's rows not parsed yet; `None` once all are (or without a snapshot).
+    lazy: Option<Lazy>,
+    /// A snapshot bucket failed to parse: its rows are missing, so the owner must rebuild
+    /// the index from the log.
+    pub broken: bool,
 }
 
 impl Index {
+    /// An index whose rows are in `lazy`, with counters and settings as the snapshot has them.
+    pub fn from_snapshot(lazy: Lazy, head: super::snapshot::Totals) -> Index {
+        Index {
+            settings: head.settings,
+            size: head.size,
+            hits: head.hits,
+            misses: head.misses,
+            live_bytes: head.live_bytes,
+            lazy: Some(lazy),
+            ..Index::default()
+        }
+    }
+
+    /// Parse the snapshot bucket that holds a key, if not done yet.
+    pub fn load(&mut self, key: &Val, raw: bool) {
+        let Some(lazy) = self.lazy.as_mut() else {
+            return;
+        };
+        match lazy.take_bucket_of(key, raw) {
+            Ok(rows) => self.adopt(rows),
+            Err(_) => self.break_snapshot(),
+        }
+    }
+
+    /// Parse every remaining snapshot bucket, so that every row is in memory; returns self
+    /// for the operations that need all rows (iteration, eviction order, compaction).
+    pub fn complete(&mut self) -> &mut Index {
+        if let Some(lazy) = self.lazy.take() {
+            match lazy.take_all() {
+                Ok(rows) => self.adopt(rows),
+                Err(_) => self.break_snapshot(),
+            }
+        }
+        self
+    }
+
+    fn adopt(&mut self, rows: Vec<Row>) {
+        for row in rows {
+            // Counters already include the snapshot's rows: index the row without them.
+            let id: KeyId = (row.key.clone(), row.raw);
+            self.by_rowid.insert(row.rowid, id.clone());
+            if let Some(k) = self.by_key.as_mut() {
+                k.insert(id.clone());
+            }
+            if let Some(e) = row.expire_time {
+                self.by_expiry.insert((F(e), row.rowid));
+            }
+            self.rows.insert(id, row);
+        }
+        if self.lazy.as_ref().is_some_and(Lazy::is_done) {
+            self.lazy = None;
+        }
+    }
+
+    fn break_snapshot(&mut self) {
+        self.lazy = None;
+        self.broken = true;
+    }
+
+    /// Whether every row is in memory.
+    pub fn is_complete(&self) -> bool {
+        self.lazy.is_none()
+    }
+
+    /// Number of live rows, loaded or not.
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.lazy.as_ref().map_or(0, Lazy::unloaded_rows)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The row for a key, if it is in memory (call `load` first).
     pub fn get(&self, key: &Val, raw: bool) -> Option<&Row> {
         // Lookups clone the key into a tuple; keys are small in practice.
         self.rows.get(&(key.clone(), raw))
     }
 
-    pub fn next_rowid(&self) -> u64 {
-        self.by_rowid.keys().next_back().map_or(1, |r| r + 1)
+    pub fn get_mut(&mut self, key: &Val, raw: bool) -> Option<&mut Row> {
+        self.rows.get_mut(&(key.clone(), raw))
+    }
+
+    pub fn next_rowid(&mut self) -> u64 {
+        let loaded = self.by_rowid.keys().next_back().copied().unwrap_or(0);
+        let unloaded = self.lazy.as_mut().map_or(0, Lazy::max_rowid);
+        loaded.max(unloaded) + 1
+    }
+
+    /// Whether `by_expiry` holds every row that expires before `now` (rows still in the
+    /// snapshot may not be in it; if one of them expires before `now`, load them all).
+    pub fn expiry_complete_before(&mut self, now: f64) {
+        if self
+            .lazy
+            .as_mut()
+            .is_some_and(|l| l.min_expire().is_some_and(|e| e < now))
+        {
+            self.complete();
+        }
     }
 
     /// Insert or replace a row; returns the row it replaced.
     pub fn put(&mut self, row: Row) -> Option<Row> {
         let id: KeyId = (row.key.clone(), row.raw);
+        self.load(&id.0, id.1);
         let old = self.remove(&id);
         self.size += row.size;
         self.live_bytes += row.record_len;
@@ -108,6 +205,7 @@ impl Index {
     }
 
     pub fn remove(&mut self, id: &KeyId) -> Option<Row> {
+        self.load(&id.0, id.1);
         let row = self.rows.remove(id)?;
         self.inline_bytes = self.inline_bytes.saturating_sub(row.inline_len());
         self.size -= row.size;
@@ -122,20 +220,19 @@ impl Index {
         Some(row)
     }
 
-    pub fn clear_rows(&mut self) -> Vec<Row> {
-        let rows: Vec<Row> = std::mem::take(&mut self.rows).into_values().collect();
+    pub fn clear_rows(&mut self) {
+        self.lazy = None;
+        self.rows.clear();
         self.by_rowid.clear();
         self.by_key = None;
         self.by_expiry.clear();
         self.size = 0;
         self.inline_bytes = 0;
-        for r in &rows {
-            self.live_bytes = self.live_bytes.saturating_sub(r.record_len);
-        }
-        rows
+        self.live_bytes = 0;
     }
 
     pub fn set_access(&mut self, id: &KeyId, access_time: f64, access_count: i64) {
+        self.load(&id.0, id.1);
         if let Some(r) = self.rows.get_mut(id) {
             r.access_time = access_time;
             r.access_count = access_count;
@@ -143,6 +240,7 @@ impl Index {
     }
 
     pub fn set_expire(&mut self, id: &KeyId, expire_time: Option<f64>) {
+        self.load(&id.0, id.1);
         if let Some(r) = self.rows.get_mut(id) {
             if let Some(e) = r.expire_time {
                 self.by_expiry.remove(&(F(e), r.rowid));
@@ -154,8 +252,23 @@ impl Index {
         }
     }
 
+    /// Keep a value read from the log in memory, within `budget` bytes of values in memory.
+    pub fn keep_inline(&mut self, id: &KeyId, value: &Val, max: usize, budget: usize) {
+        let n = value.heap_len();
+        if n > max || self.inline_bytes + n > budget {
+            return;
+        }
+        if let Some(r) = self.rows.get_mut(id)
+            && r.inline.is_none()
+        {
+            r.inline = Some(value.clone());
+            self.inline_bytes += n;
+        }
+    }
+
     /// Keys in SQLite's key order.
     pub fn by_key(&mut self) -> &BTreeSet<KeyId> {
+        self.complete();
         self.by_key
             .get_or_insert_with(|| self.rows.keys().cloned().collect())
     }

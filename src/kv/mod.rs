@@ -13,19 +13,30 @@
 //!   killed mid-append loses only its unacknowledged record. Values over 512 bytes are LZ4
 //!   compressed when that saves space.
 //! * **Index.** Each process keeps an in-memory index (rows by key, by rowid, by key order,
-//!   by expiry). Before every operation it takes the lock (shared for reads, exclusive for
-//!   writes), asks the log's length (one `fstat`), and applies the records appended since
-//!   last time. Taking the lock is what makes a network filesystem revalidate its caches, so
-//!   every process sees the latest acknowledged write of every other. Small values live in the
-//!   index; larger ones are read from the log at their offset (`pread`).
+//!   by expiry). Before every operation it asks the log's length (one `fstat`) and applies
+//!   the records appended since last time. Writes hold the exclusive lock. Reads on a
+//!   filesystem `statfs` names as local take no lock (a record being appended is told apart
+//!   by its framing); elsewhere they hold the shared lock, because taking a lock is what makes
+//!   a network filesystem revalidate its caches. Either way every process sees the latest
+//!   acknowledged write of every other. Small values live in the index; larger ones are read
+//!   from their log record (`pread`), whose checksum is verified on each read.
+//! * **Snapshot** (`snapshot.rs`). Once the log passes 1 MiB, writers keep an index snapshot
+//!   `cache.NNNNNNNN.idx` next to it, rewritten whenever the log has grown by 1 MiB (or 128
+//!   bytes per row, if more) past it. A new process starts from the snapshot and replays only
+//!   the log after it; the snapshot is hashed into buckets of about eight rows, parsed one at
+//!   a time as keys are touched, all at once when an operation needs every row. The snapshot
+//!   is derived data: when it is missing, damaged or does not match the log, the log is
+//!   replayed from the start, and `check()` verifies the whole log, not only its tail.
 //! * **Compaction.** When the log is mostly dead records (and on `clear`, and when a damaged
 //!   tail is found by a writer) the live state is written whole as the next generation by
 //!   temp file + rename; then a record naming that generation is appended to the old log (the
-//!   commit point: readers follow it), `HEAD` is updated and the old log removed.
+//!   commit point: readers follow it), `HEAD` is updated, the new generation's snapshot is
+//!   written and the old log and snapshot removed.
 //! * **Transactions.** `transact()` holds the exclusive lock across calls; nested calls reuse it.
 
 pub mod index;
 pub mod record;
+pub mod snapshot;
 pub mod store;
 pub mod value;
 

@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::index::{F, Index, KeyId, Row, Slot};
+use super::index::{F, Index, KeyId, Row};
 use super::record::{self, Next, Reader};
+use super::snapshot::{self, idx_name};
 use super::value::Val;
 use super::{KvError, Result};
 use crate::fsio::{self, FsError};
@@ -21,6 +22,10 @@ const INLINE_BUDGET: usize = 64 << 20;
 const SYNC_CHUNK: usize = 1 << 20;
 /// Compact once the log is this large and at least half of it is dead.
 const COMPACT_MIN: u64 = 4 << 20;
+/// Write a new index snapshot once the log has grown this much past the last one, or
+/// `SNAPSHOT_PER_ROW` bytes per row if more: a new process then replays at most that much.
+const SNAPSHOT_MIN: u64 = 1 << 20;
+const SNAPSHOT_PER_ROW: u64 = 128;
 
 pub fn log_name(generation: u64) -> String {
     format!("cache.{generation:08}.log")
@@ -76,6 +81,11 @@ pub struct Store {
     generation: u64,
     /// Bytes of the log applied to the index.
     pos: u64,
+    /// The index is empty and `pos` 0: the next sync starts from the snapshot, if usable.
+    fresh: bool,
+    /// The log offset the newest snapshot known to this process covers, and its file size.
+    snap_pos: u64,
+    snap_len: u64,
     /// Offset of the first damaged record, if reading stopped at one.
     damaged: Option<u64>,
     index: Index,
@@ -151,6 +161,9 @@ impl Store {
             log,
             generation,
             pos: 0,
+            fresh: true,
+            snap_pos: 0,
+            snap_len: 0,
             damaged: None,
             index: Index::default(),
             timeout,
@@ -214,6 +227,9 @@ impl Store {
             }
             f(self)
         })();
+        if exclusive && result.is_ok() {
+            self.maybe_snapshot();
+        }
         self.held = None;
         let _ = self.lock_file.unlock();
         result
@@ -262,6 +278,7 @@ impl Store {
                         if std::mem::take(&mut self.compact_after_commit) {
                             self.compact()
                         } else {
+                            self.maybe_snapshot();
                             Ok(())
                         }
                     })
@@ -298,6 +315,14 @@ impl Store {
         // The log is read in chunks, so opening a large one needs no buffer its size.
         let mut chunk = SYNC_CHUNK;
         loop {
+            if self.index.broken && self.pending.is_none() {
+                // A snapshot bucket would not parse: rebuild from the log alone.
+                self.reload(self.generation)?;
+                self.fresh = false;
+            }
+            if std::mem::take(&mut self.fresh) {
+                self.load_snapshot();
+            }
             let len = self.log.metadata().map_err(io_err(&self.dir))?.len();
             if len < self.pos {
                 // Cannot shrink in normal operation: reload from scratch.
@@ -391,9 +416,114 @@ impl Store {
         self.log = log;
         self.generation = generation;
         self.pos = 0;
+        self.fresh = true;
+        self.snap_pos = 0;
+        self.snap_len = 0;
         self.damaged = None;
         self.index = Index::default();
         Ok(())
+    }
+
+    /// Start from this generation's snapshot, if there is one that matches the log.
+    fn load_snapshot(&mut self) {
+        let path = self.dir.join(idx_name(self.generation));
+        let Ok(bytes) = fs::read(&path) else {
+            return;
+        };
+        let len = bytes.len() as u64;
+        let Some(snap) = snapshot::parse(bytes, self.generation) else {
+            return;
+        };
+        if self.tail_crc(snap.covered).ok() != Some(snap.tail_crc) {
+            return;
+        }
+        self.index = Index::from_snapshot(snap.lazy, snap.totals);
+        self.pos = snap.covered;
+        self.snap_pos = snap.covered;
+        self.snap_len = len;
+    }
+
+    /// The checksum of the log's last `TAIL_CHECK` bytes before `end`.
+    fn tail_crc(&self, end: u64) -> std::io::Result<u32> {
+        let from = end.saturating_sub(snapshot::TAIL_CHECK);
+        let mut buf = vec![0u8; (end - from) as usize];
+        read_at(&self.log, &mut buf, from)?;
+        Ok(crc32fast::hash(&buf))
+    }
+
+    /// Rebuild the index from the whole log, checking every record (no snapshot).
+    fn rebuild(&mut self) -> Result<()> {
+        self.reload(self.generation)?;
+        self.fresh = false;
+        self.sync()
+    }
+
+    /// Write a snapshot if the log has grown enough past the newest one (caller holds the
+    /// exclusive lock). A snapshot only speeds up opening, so failing to write one (a full
+    /// disk, say) is not an error of the write that triggered it.
+    fn maybe_snapshot(&mut self) {
+        if self.pending.is_some() || self.damaged.is_some() {
+            return;
+        }
+        let due = SNAPSHOT_MIN.max(self.index.len() as u64 * SNAPSHOT_PER_ROW);
+        if self.pos.saturating_sub(self.snap_pos) < due {
+            return;
+        }
+        let path = self.dir.join(idx_name(self.generation));
+        if let Some(covered) = snapshot::peek_covered(&path, self.generation)
+            && covered > self.snap_pos
+            && covered <= self.pos
+        {
+            // Another process wrote a newer one.
+            self.snap_pos = covered;
+            self.snap_len = fs::metadata(&path).map_or(0, |m| m.len());
+            if self.pos - covered < due {
+                return;
+            }
+        }
+        let _ = self.write_snapshot();
+    }
+
+    fn write_snapshot(&mut self) -> Result<()> {
+        self.index.complete();
+        if self.index.broken || self.pending.is_some() {
+            return Ok(());
+        }
+        let crc = self.tail_crc(self.pos).map_err(io_err(&self.dir))?;
+        let bytes = snapshot::encode(&self.index, self.generation, self.pos, crc);
+        let path = self.dir.join(idx_name(self.generation));
+        fsio::atomic_write(&path, false, |f| f.write_all(&bytes))?;
+        self.snap_pos = self.pos;
+        self.snap_len = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Make sure the row for a key is in memory (parsing its snapshot bucket if need be).
+    fn load(&mut self, key: &Val, raw: bool) -> Result<()> {
+        self.index.load(key, raw);
+        self.index_intact()
+    }
+
+    /// Make sure every row is in memory.
+    fn load_all(&mut self) -> Result<&mut Index> {
+        self.index.complete();
+        self.index_intact()?;
+        Ok(&mut self.index)
+    }
+
+    fn index_intact(&self) -> Result<()> {
+        if self.index.broken {
+            return Err(KvError::Corrupt(format!(
+                "{}: the index snapshot could not be read; it is rebuilt from the log on the next call",
+                self.dir.join(idx_name(self.generation)).display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes on disk: the log, the snapshot and the value files (`size` of their rows).
+    fn disk_volume(&self) -> u64 {
+        self.pos + self.snap_len + self.index.size.max(0) as u64
     }
 
     /// Append records and apply them (caller holds the exclusive lock, index synced). Several
@@ -443,16 +573,47 @@ impl Store {
         Ok(buf)
     }
 
-    fn resolve(&self, row: &Row) -> Result<RowOut> {
-        let value = match &row.value {
-            Slot::Inline(v) => v.clone(),
-            Slot::At { offset, len } => {
-                let buf = self.read_log(*offset, *len)?;
-                Val::decode(&mut Reader::new(&buf))
-                    .map_err(|_| KvError::Corrupt(format!("value at offset {offset}")))?
-            }
+    /// A value read from its log record, whose checksum is verified on the way.
+    fn read_value(&self, row: &Row) -> Result<Val> {
+        let damaged = || {
+            KvError::Corrupt(format!(
+                "{}: the record of row {} at offset {} is damaged",
+                log_name(self.generation),
+                row.rowid,
+                row.record
+            ))
         };
-        Ok(RowOut {
+        let buf = self.read_log(row.record, row.record_len)?;
+        if !matches!(record::next(&buf), Next::Record(p) if p.len() + record::HEADER == buf.len()) {
+            return Err(damaged());
+        }
+        let at = row.value_at as usize;
+        let bytes = buf
+            .get(at..at + row.value_len as usize)
+            .ok_or_else(damaged)?;
+        Val::decode(&mut Reader::new(bytes)).map_err(|_| damaged())
+    }
+
+    /// A row being replaced or deleted, as handed back to the caller: with its value, or
+    /// with NULL if its record is damaged (which must not keep it from being overwritten).
+    fn replaced(&self, row: &Row) -> RowOut {
+        let value = match &row.inline {
+            Some(v) => v.clone(),
+            None => self.read_value(row).unwrap_or(Val::Null),
+        };
+        Self::row_out(row, value)
+    }
+
+    fn resolve(&self, row: &Row) -> Result<RowOut> {
+        let value = match &row.inline {
+            Some(v) => v.clone(),
+            None => self.read_value(row)?,
+        };
+        Ok(Self::row_out(row, value))
+    }
+
+    fn row_out(row: &Row, value: Val) -> RowOut {
+        RowOut {
             rowid: row.rowid,
             row: NewRow {
                 key: row.key.clone(),
@@ -467,16 +628,32 @@ impl Store {
                 filename: row.filename.clone(),
                 value,
             },
-        })
+        }
     }
 
     // ---- reads (shared lock) ----
 
     /// The row for a key whatever its expiry.
     pub fn row(&mut self, key: &Val, raw: bool) -> Result<Option<RowOut>> {
-        self.with_lock(false, |s| {
-            s.index.get(key, raw).map(|r| s.resolve(r)).transpose()
-        })
+        self.with_lock(false, |s| s.fetch(key, raw, None))
+    }
+
+    /// The row for a key, unless it expired by `now`, its value resolved. A value read from
+    /// the log is kept in memory if small, so the next read of it is a memory read too.
+    fn fetch(&mut self, key: &Val, raw: bool, now: Option<f64>) -> Result<Option<RowOut>> {
+        self.load(key, raw)?;
+        let out = match self.index.get(key, raw) {
+            Some(r) if now.is_none_or(|now| r.expire_time.is_none_or(|e| e > now)) => {
+                self.resolve(r)?
+            }
+            _ => return Ok(None),
+        };
+        if self.index.get(key, raw).is_some_and(|r| r.inline.is_none()) {
+            let id = (key.clone(), raw);
+            self.index
+                .keep_inline(&id, &out.row.value, INLINE_MAX, INLINE_BUDGET);
+        }
+        Ok(Some(out))
     }
 
     /// A live row for a key, updating access fields for `policy` and hit/miss counters.
@@ -494,10 +671,7 @@ impl Store {
                 Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed
             );
         self.with_lock(writes, |s| {
-            let found = match s.index.get(key, raw) {
-                Some(r) if r.expire_time.is_none_or(|e| e > now) => Some(s.resolve(r)?),
-                _ => None,
-            };
+            let found = s.fetch(key, raw, Some(now))?;
             let mut payloads = Vec::new();
             if let Some(r) = &found {
                 match policy {
@@ -525,12 +699,17 @@ impl Store {
     }
 
     pub fn count(&mut self) -> Result<usize> {
-        self.with_lock(false, |s| Ok(s.index.rows.len()))
+        self.with_lock(false, |s| Ok(s.index.len()))
     }
 
-    /// Bytes on disk: the log plus the value files (`size` of their rows).
+    /// Bytes on disk: the log, the snapshot and the value files (`size` of their rows).
     pub fn volume(&mut self) -> Result<u64> {
-        self.with_lock(false, |s| Ok(s.pos + s.index.size.max(0) as u64))
+        self.with_lock(false, |s| {
+            // Another process may have written a newer snapshot.
+            let path = s.dir.join(idx_name(s.generation));
+            s.snap_len = fs::metadata(path).map_or(0, |m| m.len());
+            Ok(s.disk_volume())
+        })
     }
 
     pub fn stats(&mut self) -> Result<(i64, i64)> {
@@ -550,10 +729,11 @@ impl Store {
     /// Keys (with raw flags) in rowid order, or in key order (`by_key`).
     pub fn keys(&mut self, by_key: bool, reverse: bool) -> Result<Vec<KeyId>> {
         self.with_lock(false, |s| {
+            let index = s.load_all()?;
             let mut v: Vec<KeyId> = if by_key {
-                s.index.by_key().iter().cloned().collect()
+                index.by_key().iter().cloned().collect()
             } else {
-                s.index.by_rowid.values().cloned().collect()
+                index.by_rowid.values().cloned().collect()
             };
             if reverse {
                 v.reverse();
@@ -565,12 +745,14 @@ impl Store {
     /// First (or last) row by rowid.
     pub fn end_row(&mut self, last: bool) -> Result<Option<RowOut>> {
         self.with_lock(false, |s| {
+            let index = s.load_all()?;
             let id = if last {
-                s.index.by_rowid.values().next_back()
+                index.by_rowid.values().next_back()
             } else {
-                s.index.by_rowid.values().next()
-            };
-            match id.and_then(|id| s.index.rows.get(id)) {
+                index.by_rowid.values().next()
+            }
+            .cloned();
+            match id.and_then(|id| s.index.rows.get(&id)) {
                 Some(r) => Ok(Some(s.resolve(r)?)),
                 None => Ok(None),
             }
@@ -583,7 +765,7 @@ impl Store {
             use std::ops::Bound::Excluded;
             let id = {
                 let range = s
-                    .index
+                    .load_all()?
                     .by_key()
                     .range((Excluded((lo.clone(), true)), Excluded((hi.clone(), false))));
                 let mut ids = range.filter(|(k, raw)| *raw && k > lo && k < hi);
@@ -601,10 +783,8 @@ impl Store {
     /// Insert or replace a row (keeping the rowid of a replaced one); returns the old row.
     pub fn put(&mut self, row: NewRow) -> Result<Option<RowOut>> {
         self.with_lock(true, |s| {
-            let old = match s.index.get(&row.key, row.raw) {
-                Some(r) => Some(s.resolve(r)?),
-                None => None,
-            };
+            s.load(&row.key, row.raw)?;
+            let old = s.index.get(&row.key, row.raw).map(|r| s.replaced(r));
             let mut row = row;
             let rowid = match &old {
                 // An update keeps the row's identity, including the key as first stored
@@ -623,8 +803,9 @@ impl Store {
 
     pub fn delete(&mut self, key: &Val, raw: bool) -> Result<Option<RowOut>> {
         self.with_lock(true, |s| {
+            s.load(key, raw)?;
             let old = match s.index.get(key, raw) {
-                Some(r) => s.resolve(r)?,
+                Some(r) => s.replaced(r),
                 None => return Ok(None),
             };
             s.append(&[del_payload(key, raw)])?;
@@ -656,6 +837,7 @@ impl Store {
         expire_time: Option<f64>,
     ) -> Result<bool> {
         self.with_lock(true, |s| {
+            s.load(key, raw)?;
             match s.index.get(key, raw) {
                 Some(r) if r.expire_time.is_none_or(|e| e > now) => {}
                 _ => return Ok(false),
@@ -668,27 +850,34 @@ impl Store {
     /// Remove expired rows (at most `limit`), returning their filenames.
     pub fn expire(&mut self, now: f64, limit: Option<usize>) -> Result<Vec<Option<String>>> {
         self.with_lock(true, |s| {
-            let ids: Vec<KeyId> = s
-                .index
-                .by_expiry
-                .iter()
-                .take_while(|(F(e), _)| *e < now)
-                .take(limit.unwrap_or(usize::MAX))
-                .filter_map(|(_, rowid)| s.index.by_rowid.get(rowid).cloned())
-                .collect();
+            let ids = s.expired(now, limit.unwrap_or(usize::MAX))?;
             s.delete_ids(&ids)
         })
+    }
+
+    /// Up to `limit` rows that expired before `now`, earliest first.
+    fn expired(&mut self, now: f64, limit: usize) -> Result<Vec<KeyId>> {
+        self.index.expiry_complete_before(now);
+        self.index_intact()?;
+        let index = &self.index;
+        Ok(index
+            .by_expiry
+            .iter()
+            .take_while(|(F(e), _)| *e < now)
+            .take(limit)
+            .filter_map(|(_, rowid)| index.by_rowid.get(rowid).cloned())
+            .collect())
     }
 
     /// Remove rows with `tag`, returning their filenames.
     pub fn evict(&mut self, tag: &Val) -> Result<Vec<Option<String>>> {
         self.with_lock(true, |s| {
-            let ids: Vec<KeyId> = s
-                .index
+            let index = s.load_all()?;
+            let ids: Vec<KeyId> = index
                 .by_rowid
                 .values()
                 .filter(|id| {
-                    s.index
+                    index
                         .rows
                         .get(*id)
                         .is_some_and(|r| r.tag == *tag && !matches!(r.tag, Val::Null))
@@ -701,7 +890,8 @@ impl Store {
 
     pub fn clear(&mut self) -> Result<Vec<Option<String>>> {
         self.with_lock(true, |s| {
-            let names = s.index.rows.values().map(|r| r.filename.clone()).collect();
+            let index = s.load_all()?;
+            let names = index.rows.values().map(|r| r.filename.clone()).collect();
             s.append(&[vec![record::OP_CLEAR]])?;
             s.compact()?;
             Ok(names)
@@ -719,29 +909,20 @@ impl Store {
     ) -> Result<Vec<Option<String>>> {
         self.with_lock(true, |s| {
             let mut names = Vec::new();
-            let expired: Vec<KeyId> = s
-                .index
-                .by_expiry
-                .iter()
-                .take_while(|(F(e), _)| *e < now)
-                .take(limit)
-                .filter_map(|(_, rowid)| s.index.by_rowid.get(rowid).cloned())
-                .collect();
+            let expired = s.expired(now, limit)?;
             let remaining = limit - expired.len();
             names.extend(s.delete_ids(&expired)?);
-            if remaining == 0
-                || policy == Policy::None
-                || s.pos + (s.index.size.max(0) as u64) < size_limit
-            {
+            if remaining == 0 || policy == Policy::None || s.disk_volume() < size_limit {
                 return Ok(names);
             }
             if s.pos > 2 * s.index.live_bytes.max(1) && s.pos > 64 * 1024 {
                 // Much of the volume is dead log: reclaim it before evicting live entries.
                 s.compact()?;
-                if s.pos + (s.index.size.max(0) as u64) < size_limit {
+                if s.disk_volume() < size_limit {
                     return Ok(names);
                 }
             }
+            s.load_all()?;
             let victims = s.victims(policy, remaining);
             names.extend(s.delete_ids(&victims)?);
             Ok(names)
@@ -801,15 +982,20 @@ impl Store {
     /// Rewrite the live state as a new generation (caller holds the exclusive lock).
     ///
     /// The new log is written whole by atomic rename, then the old log gets a record naming
-    /// the new generation (the commit point: every reader follows it), then HEAD is updated
-    /// and the old log removed.
+    /// the new generation (the commit point: every reader follows it), then HEAD is updated,
+    /// the new generation's snapshot written and the old log and snapshot removed.
+    ///
+    /// A row whose record no longer reads back intact is left out: it is damaged.
     pub fn compact(&mut self) -> Result<()> {
         if self.pending.is_some() {
             // Inside a transaction: compact once it has committed.
             self.compact_after_commit = true;
             return Ok(());
         }
+        self.load_all()?;
         let next = self.generation + 1;
+        // A snapshot left by an earlier attempt at this generation describes another log.
+        let _ = fs::remove_file(self.dir.join(idx_name(next)));
         let mut buf = Vec::new();
         for (name, value) in &self.index.settings {
             record::frame(&setting_payload(name, value), &mut buf);
@@ -823,8 +1009,9 @@ impl Store {
             let Some(row) = self.index.by_rowid_row(rowid) else {
                 continue;
             };
-            let out = self.resolve(row)?;
-            record::frame(&put_payload(rowid, &out.row), &mut buf);
+            if let Ok(out) = self.resolve(row) {
+                record::frame(&put_payload(rowid, &out.row), &mut buf);
+            }
         }
         let new_path = self.dir.join(log_name(next));
         fsio::atomic_write(&new_path, false, |f| f.write_all(&buf))?;
@@ -835,37 +1022,68 @@ impl Store {
             .map_err(io_err(&self.dir))?;
         let head = self.dir.join(HEAD_NAME);
         fsio::atomic_write(&head, false, |f| f.write_all(next.to_string().as_bytes()))?;
-        let old = self.dir.join(log_name(self.generation));
+        let old = self.generation;
         self.reload(next)?;
         self.sync()?;
-        let _ = fs::remove_file(old);
+        if self.pos >= SNAPSHOT_MIN {
+            // (A smaller log replays about as fast as a snapshot loads.)
+            let _ = self.write_snapshot();
+        }
+        let _ = fs::remove_file(self.dir.join(log_name(old)));
+        let _ = fs::remove_file(self.dir.join(idx_name(old)));
         Ok(())
     }
 
     /// Verify the log; with `fix`, rewrite it without damaged parts. Returns warnings.
     pub fn check(&mut self, fix: bool) -> Result<Vec<String>> {
-        self.with_lock(fix, |s| {
-            let mut warnings = Vec::new();
-            if let Some(at) = s.damaged {
-                let len = s.log.metadata().map_err(io_err(&s.dir))?.len();
-                warnings.push(format!(
-                    "{}: damaged or incomplete record at offset {at} of {len} bytes; {} bytes after it are unreadable",
-                    log_name(s.generation),
-                    len - at
-                ));
+        // Rebuilding reads the whole log as a locked reader does: take the lock even where
+        // reads go without it, or an append in progress would look like damage.
+        let unlocked = std::mem::replace(&mut self.unlocked_reads, false);
+        let result = self.with_lock(fix, |s| s.check_locked(fix));
+        self.unlocked_reads = unlocked;
+        result
+    }
+
+    fn check_locked(&mut self, fix: bool) -> Result<Vec<String>> {
+        if self.pending.is_none() {
+            // Every record is verified, not only those after the snapshot. (Inside a
+            // transaction the index holds its uncommitted rows and is kept as it is.)
+            self.rebuild()?;
+        }
+        let mut warnings = Vec::new();
+        if let Some(at) = self.damaged {
+            let len = self.log.metadata().map_err(io_err(&self.dir))?.len();
+            warnings.push(format!(
+                "{}: damaged or incomplete record at offset {at} of {len} bytes; {} bytes after it are unreadable",
+                log_name(self.generation),
+                len - at
+            ));
+        }
+        warnings.extend(self.snapshot_problem());
+        for r in self.index.rows.values() {
+            if r.inline.is_none()
+                && let Err(e) = self.read_value(r)
+            {
+                warnings.push(e.to_string());
             }
-            for r in s.index.rows.values() {
-                if let Slot::At { offset, .. } = r.value
-                    && s.resolve(r).is_err()
-                {
-                    warnings.push(format!("value of row {} at offset {offset} cannot be decoded", r.rowid));
-                }
-            }
-            if fix && !warnings.is_empty() {
-                s.compact()?;
-            }
-            Ok(warnings)
-        })
+        }
+        if fix && !warnings.is_empty() {
+            self.compact()?;
+        }
+        Ok(warnings)
+    }
+
+    /// What is wrong with this generation's snapshot, if there is one and it is unusable.
+    fn snapshot_problem(&self) -> Option<String> {
+        let name = idx_name(self.generation);
+        let bytes = fs::read(self.dir.join(&name)).ok()?;
+        match snapshot::parse(bytes, self.generation) {
+            None => Some(format!("{name}: damaged index snapshot (ignored)")),
+            Some(snap) if self.tail_crc(snap.covered).ok() != Some(snap.tail_crc) => Some(format!(
+                "{name}: index snapshot does not match the log (ignored)"
+            )),
+            Some(_) => None,
+        }
     }
 
     /// Every generation log in the directory other than the current one (left by a crash).
@@ -1076,13 +1294,10 @@ fn apply(
             };
             let start = r.pos;
             let n = Val::skip(&mut r)?;
-            let value = if n <= INLINE_MAX && index.inline_bytes + n <= INLINE_BUDGET {
-                Slot::Inline(Val::decode(&mut Reader::new(&payload[start..start + n]))?)
+            let inline = if n <= INLINE_MAX && index.inline_bytes + n <= INLINE_BUDGET {
+                Some(Val::decode(&mut Reader::new(&payload[start..start + n]))?)
             } else {
-                Slot::At {
-                    offset: at + record::HEADER as u64 + start as u64,
-                    len: n as u64,
-                }
+                None
             };
             index.put(Row {
                 rowid,
@@ -1096,8 +1311,11 @@ fn apply(
                 size,
                 mode,
                 filename,
-                value,
+                record: at,
                 record_len: len,
+                value_at: (record::HEADER + start) as u32,
+                value_len: n as u32,
+                inline,
             });
         }
         record::OP_DEL => {
@@ -1264,6 +1482,118 @@ mod tests {
             Some(Val::Blob(noise[2999..4499].to_vec()))
         );
         assert!(b.check(false).unwrap().is_empty());
+    }
+
+    /// Every row as the store hands it out, in rowid order.
+    fn state(s: &mut Store) -> Vec<String> {
+        s.keys(false, false)
+            .unwrap()
+            .into_iter()
+            .map(|(k, raw)| format!("{:?}", s.row(&k, raw).unwrap().unwrap()))
+            .collect()
+    }
+
+    /// 3000 rows of about 1 KiB (so the log outgrows `SNAPSHOT_MIN`), some expiring, some
+    /// tagged, some deleted or touched afterwards.
+    fn fill(a: &mut Store) {
+        for k in 0..3000i64 {
+            let mut x = k as u64 + 1;
+            let noise = (0..1000 + k % 7)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut r = row(k, Val::Blob(noise));
+            if k % 5 == 0 {
+                r.expire_time = Some(1000.0 + k as f64);
+            }
+            if k % 3 == 0 {
+                r.tag = Val::Text(format!("t{}", k % 4));
+            }
+            a.put(r).unwrap();
+        }
+        for k in (0..3000).step_by(11) {
+            a.delete(&Val::Int(k), true).unwrap();
+        }
+        for k in (1..3000).step_by(13) {
+            a.touch(&Val::Int(k), true, 0.0, Some(5.0)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_new_handle_opens_from_the_snapshot_and_agrees_with_a_full_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        fill(&mut a);
+        assert!(dir.path().join(idx_name(a.generation)).exists());
+
+        let mut b = Store::open(dir.path(), None).unwrap();
+        assert!(
+            b.snap_pos > 0 && !b.index.is_complete(),
+            "b replayed the whole log"
+        );
+        assert_eq!(b.count().unwrap(), a.count().unwrap());
+        assert_eq!(b.volume().unwrap(), a.volume().unwrap());
+        for k in (0..3000).step_by(7) {
+            assert_eq!(value(&mut b, k), value(&mut a, k), "key {k}");
+        }
+        assert!(!b.index.is_complete());
+        // Writes through the lazily opened handle: rowids continue where the log left off.
+        let next = a.with_lock(false, |s| Ok(s.index.next_rowid())).unwrap();
+        b.put(row(5000, Val::Int(1))).unwrap();
+        b.delete(&Val::Int(1), true).unwrap();
+        assert_eq!(a.row(&Val::Int(5000), true).unwrap().unwrap().rowid, next);
+        assert!(value(&mut a, 1).is_none());
+
+        let mut c = Store::open(dir.path(), None).unwrap();
+        c.rebuild().unwrap();
+        let want = state(&mut c);
+        assert_eq!(state(&mut a), want);
+        assert_eq!(state(&mut b), want);
+        assert!(b.check(false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expired_rows_still_in_the_snapshot_are_culled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        fill(&mut a);
+        let mut b = Store::open(dir.path(), None).unwrap();
+        assert!(!b.index.is_complete());
+        // Rows touched to expire at 5.0 have expired by 10.0; none else has.
+        let removed = b.expire(10.0, None).unwrap().len();
+        assert_eq!(
+            removed,
+            (1..3000).step_by(13).filter(|k| k % 11 != 0).count()
+        );
+        assert_eq!(a.expire(10.0, None).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_damaged_or_mismatched_snapshot_is_ignored_reported_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        fill(&mut a);
+        let want = state(&mut a);
+        let idx = dir.path().join(idx_name(a.generation));
+        let mut bytes = fs::read(&idx).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5A;
+        fs::write(&idx, &bytes).unwrap();
+
+        let mut b = Store::open(dir.path(), None).unwrap();
+        assert_eq!(b.snap_pos, 0);
+        assert_eq!(state(&mut b), want);
+        let warnings = b.check(false).unwrap();
+        assert!(warnings.iter().any(|w| w.contains(".idx")), "{warnings:?}");
+        b.check(true).unwrap();
+        assert!(b.check(false).unwrap().is_empty());
+        let mut c = Store::open(dir.path(), None).unwrap();
+        assert!(c.snap_pos > 0);
+        assert_eq!(state(&mut c), want);
     }
 
     #[test]

@@ -92,6 +92,43 @@ impl Val {
         Ok(r.pos - start)
     }
 
+    /// A hash of the key that is the same in every process, build and platform (snapshot
+    /// buckets are chosen by it), equal for equal values (`1` and `1.0` alike).
+    pub fn stable_hash(&self, raw: bool) -> u64 {
+        // FNV-1a over an explicit little-endian encoding.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        match self {
+            Val::Null => eat(&[0]),
+            Val::Int(_) | Val::Float(_) => match (self.as_exact_int(), self) {
+                (Some(i), _) => {
+                    eat(&[1]);
+                    eat(&i.to_le_bytes());
+                }
+                (None, Val::Float(f)) => {
+                    eat(&[2]);
+                    eat(&f.to_bits().to_le_bytes());
+                }
+                (None, _) => eat(&[2]),
+            },
+            Val::Text(s) => {
+                eat(&[3]);
+                eat(s.as_bytes());
+            }
+            Val::Blob(b) => {
+                eat(&[4]);
+                eat(b);
+            }
+        }
+        eat(&[raw as u8]);
+        h
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Val::Null => 0,

@@ -1,6 +1,6 @@
 """The disk cache's index snapshot (``cache.NNNNNNNN.idx``): what opens fast must still be right.
 
-Once a cache's log passes 1 MiB, writers keep a snapshot of the index next to it, and a new
+Once a cache's log passes 2 MiB, writers keep a snapshot of the index next to it, and a new
 process parses only the snapshot buckets it needs plus the log written after the snapshot.
 These tests fill caches past that size (with values that stay in the log, under the 32 KiB
 value-file threshold) and check that a process opening from the snapshot sees exactly what a
@@ -69,7 +69,7 @@ def test_opening_from_the_snapshot_sees_what_a_full_replay_sees(tmp_path, kind):
     d = str(tmp_path / "c")
     cache = candlecache.FanoutCache(d, shards=3) if kind == "FanoutCache" else candlecache.Cache(d)
     rnd = random.Random(5)
-    for i in range(2500):
+    for i in range(5000):
         op = rnd.random()
         k = rnd.choice([rnd.randrange(800), f"k{rnd.randrange(800)}", float(rnd.randrange(50)) + 0.5])
         if op < 0.7:
@@ -81,7 +81,7 @@ def test_opening_from_the_snapshot_sees_what_a_full_replay_sees(tmp_path, kind):
             cache.touch(k, rnd.choice([None, 7200]))
         else:
             cache.pop(k)
-    assert snapshots(d), "the log outgrew 1 MiB but no snapshot was written"
+    assert snapshots(d), "the log outgrew 2 MiB but no snapshot was written"
     here = repr(state(cache))
     from_snapshot = state_in_new_process(tmp_path, kind, d)
     for path in snapshots(d):
@@ -177,8 +177,13 @@ def test_kill9_while_writing_snapshots_loses_nothing_acknowledged(tmp_path):
         procs = [CTX.Process(target=_acked_writer, args=(d, str(a), a.name)) for a in round_acks]
         for p in procs:
             p.start()
+        for a in round_acks:  # each writer has started writing
+            deadline = time.monotonic() + 60
+            while not (a.exists() and a.read_text().count("\n") >= 2):
+                assert time.monotonic() < deadline, f"{a.name} wrote nothing"
+                time.sleep(0.01)
         for p in procs:
-            time.sleep(rnd.uniform(0.3, 1.0))
+            time.sleep(rnd.uniform(0.05, 0.6))
             os.kill(p.pid, signal.SIGKILL)
             p.join(30)
         acks += round_acks
@@ -204,3 +209,43 @@ def test_kill9_while_writing_snapshots_loses_nothing_acknowledged(tmp_path):
         assert bad == []
         cache.close()
     assert snapshots(d)
+
+
+def _rows(directory: str, out: str) -> None:
+    """Every row as the engine holds it (access fields and expiry included), in key order."""
+    cache = candlecache.Cache(directory)
+    rows = [cache._store.row(key, raw) for key, raw in cache._store.keys(True, False)]
+    Path(out).write_text(repr(rows))
+    cache.close()
+
+
+def _rows_in_new_process(tmp_path, directory: str) -> str:
+    out = tmp_path / f"rows-{time.monotonic_ns()}.txt"
+    p = CTX.Process(target=_rows, args=(directory, str(out)))
+    p.start()
+    p.join(120)
+    assert p.exitcode == 0
+    return out.read_text()
+
+
+@pytest.mark.parametrize("policy", ["least-recently-used", "least-frequently-used"])
+def test_access_and_expiry_changes_after_the_snapshot_are_kept(tmp_path, policy):
+    """Gets under LRU/LFU and touch() write records that change rows without replacing them;
+    a process opening from the snapshot applies them to rows it reads later."""
+    d = str(tmp_path / "c")
+    writer = candlecache.Cache(d, eviction_policy=policy, cull_limit=0)
+    for i in range(1500):
+        writer.set(i, value(i))
+    assert snapshots(d)
+    other = candlecache.Cache(d)
+    rnd = random.Random(9)
+    for _ in range(3000):
+        other.get(rnd.randrange(1500))
+    for i in range(0, 1500, 7):
+        other.touch(i, expire=rnd.choice([None, 3600, -5]))
+    with_snapshot = _rows_in_new_process(tmp_path, d)
+    for path in snapshots(d):
+        os.remove(path)
+    assert with_snapshot == _rows_in_new_process(tmp_path, d)
+    other.close()
+    writer.close()

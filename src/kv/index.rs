@@ -2,14 +2,20 @@
 //! by expiry; settings; hit/miss counters.
 //!
 //! An index opened from a snapshot starts with no rows in memory: a key's bucket of the
-//! snapshot is parsed the first time the key is touched (`load`), and the whole snapshot when
-//! an operation needs every row (`complete`). Counters cover loaded and unloaded rows alike.
+//! snapshot is read the first time the key is looked up (`load`), and the whole snapshot when
+//! an operation needs every row (`complete`). Records replayed from the log after the
+//! snapshot are applied without reading buckets: a row they write or delete shadows the
+//! snapshot's row for that key, which is dropped (and taken out of the counters) when its
+//! bucket is read, and a change of expiry or access fields is kept as a patch applied then.
+//! The counters are exact once the shadowed buckets are read (`len`, `size` and
+//! `live_bytes` read them), which a reader that only looks keys up never needs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
-use super::snapshot::Lazy;
+use super::record::Short;
+use super::snapshot::{Lazy, Taken};
 use super::value::Val;
 
 #[derive(Clone, Debug)]
@@ -69,11 +75,11 @@ pub struct Index {
     pub by_expiry: BTreeSet<(F, u64)>,
     pub settings: BTreeMap<String, Val>,
     /// Sum of `size` over rows: the bytes of values kept in their own files.
-    pub size: i64,
+    size: i64,
     pub hits: i64,
     pub misses: i64,
     /// Bytes of log records still describing live state.
-    pub live_bytes: u64,
+    live_bytes: u64,
     /// Bytes of values held in memory (bounded by the store's budget).
     pub inline_bytes: usize,
     /// The snapshot's rows not parsed yet; `None` once all are (or without a snapshot).
@@ -97,32 +103,47 @@ impl Index {
         }
     }
 
-    /// Parse the snapshot bucket that holds a key, if not done yet.
+    /// Read the snapshot bucket that holds a key, if not done yet.
     pub fn load(&mut self, key: &Val, raw: bool) {
-        let Some(lazy) = self.lazy.as_mut() else {
-            return;
-        };
-        match lazy.take_bucket_of(key, raw) {
-            Ok(rows) => self.adopt(rows),
-            Err(_) => self.break_snapshot(),
+        if let Some(lazy) = self.lazy.as_mut().filter(|l| l.holds(key, raw)) {
+            let taken = lazy.take_bucket_of(key, raw);
+            self.adopt(taken);
         }
     }
 
-    /// Parse every remaining snapshot bucket, so that every row is in memory; returns self
+    /// Read the buckets of the keys written or deleted since the snapshot, so that the
+    /// counters are exact.
+    pub fn resolve(&mut self) {
+        if let Some(lazy) = self.lazy.as_mut().filter(|l| l.has_shadows()) {
+            let taken = lazy.take_shadowed();
+            self.adopt(taken);
+        }
+    }
+
+    /// Read every remaining snapshot bucket, so that every row is in memory; returns self
     /// for the operations that need all rows (iteration, eviction order, compaction).
     pub fn complete(&mut self) -> &mut Index {
         if let Some(lazy) = self.lazy.take() {
-            match lazy.take_all() {
-                Ok(rows) => self.adopt(rows),
-                Err(_) => self.break_snapshot(),
-            }
+            let taken = lazy.take_all();
+            self.adopt(taken);
         }
         self
     }
 
-    fn adopt(&mut self, rows: Vec<Row>) {
-        for row in rows {
-            // Counters already include the snapshot's rows: index the row without them.
+    fn adopt(&mut self, taken: Result<Taken, Short>) {
+        let Ok(taken) = taken else {
+            // Its rows are missing now: the owner must rebuild from the log.
+            self.lazy = None;
+            self.broken = true;
+            return;
+        };
+        for row in taken.stale {
+            // In the snapshot's totals, but replaced or deleted since.
+            self.size -= row.size;
+            self.live_bytes = self.live_bytes.saturating_sub(row.record_len);
+        }
+        for row in taken.rows {
+            // The totals already count the snapshot's rows: index the row without them.
             let id: KeyId = (row.key.clone(), row.raw);
             self.by_rowid.insert(row.rowid, id.clone());
             if let Some(k) = self.by_key.as_mut() {
@@ -138,9 +159,12 @@ impl Index {
         }
     }
 
-    fn break_snapshot(&mut self) {
-        self.lazy = None;
-        self.broken = true;
+    /// Whether lookups have read so many of the snapshot's buckets one by one (an eighth)
+    /// that reading the rest at once is cheaper.
+    pub fn touched_widely(&self) -> bool {
+        self.lazy
+            .as_ref()
+            .is_some_and(|l| 8 * l.buckets_read() >= l.buckets().max(64))
     }
 
     /// Whether every row is in memory.
@@ -148,13 +172,41 @@ impl Index {
         self.lazy.is_none()
     }
 
-    /// Number of live rows, loaded or not.
-    pub fn len(&self) -> usize {
+    /// Number of live rows, read or not.
+    pub fn len(&mut self) -> usize {
+        self.resolve();
+        self.len_at_most()
+    }
+
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sum of `size` over rows: the bytes of values kept in their own files.
+    pub fn size(&mut self) -> i64 {
+        self.resolve();
+        self.size
+    }
+
+    /// Bytes of log records still describing live state.
+    pub fn live_bytes(&mut self) -> u64 {
+        self.resolve();
+        self.live_bytes
+    }
+
+    /// `len` without reading shadowed buckets: exact, or more (by stale snapshot rows).
+    pub fn len_at_most(&self) -> usize {
         self.rows.len() + self.lazy.as_ref().map_or(0, Lazy::unloaded_rows)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// `size` without reading shadowed buckets: exact, or more.
+    pub fn size_at_most(&self) -> i64 {
+        self.size
+    }
+
+    /// `live_bytes` without reading shadowed buckets: exact, or more.
+    pub fn live_bytes_at_most(&self) -> u64 {
+        self.live_bytes
     }
 
     /// The row for a key, if it is in memory (call `load` first).
@@ -167,6 +219,8 @@ impl Index {
         self.rows.get_mut(&(key.clone(), raw))
     }
 
+    /// A rowid larger than every live row's. (SQLite takes the largest plus one; a row of
+    /// the snapshot deleted since may make this larger, which orders rows the same.)
     pub fn next_rowid(&mut self) -> u64 {
         let loaded = self.by_rowid.keys().next_back().copied().unwrap_or(0);
         let unloaded = self.lazy.as_mut().map_or(0, Lazy::max_rowid);
@@ -185,10 +239,17 @@ impl Index {
         }
     }
 
-    /// Insert or replace a row; returns the row it replaced.
+    /// A row written or deleted while its snapshot bucket is unread: the snapshot's row for
+    /// the key, if any, is stale.
+    fn shadow(&mut self, id: &KeyId) {
+        if let Some(lazy) = self.lazy.as_mut() {
+            lazy.shadow(id);
+        }
+    }
+
+    /// Insert or replace a row; returns the row it replaced, if that was in memory.
     pub fn put(&mut self, row: Row) -> Option<Row> {
         let id: KeyId = (row.key.clone(), row.raw);
-        self.load(&id.0, id.1);
         let old = self.remove(&id);
         self.size += row.size;
         self.live_bytes += row.record_len;
@@ -205,7 +266,7 @@ impl Index {
     }
 
     pub fn remove(&mut self, id: &KeyId) -> Option<Row> {
-        self.load(&id.0, id.1);
+        self.shadow(id);
         let row = self.rows.remove(id)?;
         self.inline_bytes = self.inline_bytes.saturating_sub(row.inline_len());
         self.size -= row.size;
@@ -231,8 +292,19 @@ impl Index {
         self.live_bytes = 0;
     }
 
+    /// The snapshot's row for a key not in memory, if its bucket is unread (to be patched).
+    fn unread(&mut self, id: &KeyId) -> Option<&mut Lazy> {
+        if self.rows.contains_key(id) {
+            return None;
+        }
+        self.lazy.as_mut().filter(|l| l.holds(&id.0, id.1))
+    }
+
     pub fn set_access(&mut self, id: &KeyId, access_time: f64, access_count: i64) {
-        self.load(&id.0, id.1);
+        if let Some(lazy) = self.unread(id) {
+            lazy.patch_access(id, access_time, access_count);
+            return;
+        }
         if let Some(r) = self.rows.get_mut(id) {
             r.access_time = access_time;
             r.access_count = access_count;
@@ -240,7 +312,10 @@ impl Index {
     }
 
     pub fn set_expire(&mut self, id: &KeyId, expire_time: Option<f64>) {
-        self.load(&id.0, id.1);
+        if let Some(lazy) = self.unread(id) {
+            lazy.patch_expire(id, expire_time);
+            return;
+        }
         if let Some(r) = self.rows.get_mut(id) {
             if let Some(e) = r.expire_time {
                 self.by_expiry.remove(&(F(e), r.rowid));

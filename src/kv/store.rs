@@ -1149,6 +1149,15 @@ impl Store {
             ));
         }
         warnings.extend(self.snapshot_problem());
+        for path in self.debris() {
+            warnings.push(format!(
+                "orphan file {} (left by an interrupted compaction or snapshot)",
+                path.display()
+            ));
+            if fix {
+                let _ = fs::remove_file(path);
+            }
+        }
         for r in self.index.rows.values() {
             if r.inline.is_none()
                 && let Err(e) = self.read_value(r)
@@ -1181,18 +1190,25 @@ impl Store {
         }
     }
 
-    /// Every generation log in the directory other than the current one (left by a crash).
-    pub fn stray_logs(&self) -> Vec<PathBuf> {
-        let current = log_name(self.generation);
-        fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| n.starts_with("cache.") && n.ends_with(".log") && *n != current)
-                    .map(|n| self.dir.join(n))
-                    .collect()
+    /// Engine files nobody uses: logs and snapshots of other generations, and temp files,
+    /// left by a process killed while compacting or writing a snapshot. (Only meaningful
+    /// under the lock: no writer is making such files then.)
+    fn debris(&self) -> Vec<PathBuf> {
+        let current = [log_name(self.generation), idx_name(self.generation)];
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| {
+                let engine =
+                    n.starts_with("cache.") && (n.ends_with(".log") || n.ends_with(".idx"));
+                let temp = fsio::is_temp_name(n)
+                    && (n.starts_with(".cache.") || n.starts_with(&format!(".{HEAD_NAME}.")));
+                (engine && !current.contains(n)) || temp
             })
-            .unwrap_or_default()
+            .map(|n| self.dir.join(n))
+            .collect()
     }
 }
 
@@ -1516,7 +1532,13 @@ mod tests {
         assert_eq!(value(&mut a, 2), Some(Val::Int(7)));
         assert_eq!(value(&mut a, 3), Some(Val::Float(1.5)));
         assert_eq!(value(&mut b, 1), Some(Val::Text("x".repeat(1000))));
-        assert_eq!(a.stray_logs(), Vec::<PathBuf>::new());
+        assert_eq!(a.debris(), Vec::<PathBuf>::new());
+        let stray = dir.path().join(log_name(a.generation + 7));
+        fs::write(&stray, b"x").unwrap();
+        fs::write(dir.path().join(".cache.00000009.idx.h.1.2.tmp"), b"x").unwrap();
+        assert_eq!(a.debris().len(), 2);
+        assert_eq!(a.check(true).unwrap().len(), 2);
+        assert!(a.check(false).unwrap().is_empty());
     }
 
     #[test]

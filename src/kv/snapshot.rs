@@ -291,27 +291,43 @@ impl Lazy {
 }
 
 /// Encode the snapshot of an index (every row read first), covering the log up to `covered`:
-/// the file's bytes in two parts (not joined, to spare a copy).
-pub fn encode(index: &mut Index, generation: u64, covered: u64, tail_crc: u32) -> [Vec<u8>; 2] {
+/// returns the file's first part and leaves the rest in `body` (a buffer kept from one
+/// snapshot to the next: freeing and faulting in megabytes each time costs more than the
+/// encoding).
+pub fn encode(
+    index: &mut Index,
+    generation: u64,
+    covered: u64,
+    tail_crc: u32,
+    body: &mut Vec<u8>,
+) -> Vec<u8> {
     let index = index.complete();
     let buckets = (index.rows.len() / ROWS_PER_BUCKET)
         .max(1)
         .next_power_of_two();
-    let mut order: Vec<(usize, &Row)> = index
-        .rows
-        .iter()
-        .map(|((key, raw), row)| (bucket_of(key, *raw, buckets), row))
-        .collect();
-    order.sort_unstable_by_key(|(b, row)| (*b, row.rowid));
+    // Rows grouped by bucket with a counting sort: no comparisons, one pass each way.
+    let mut first = vec![0usize; buckets + 1];
+    for (key, raw) in index.rows.keys() {
+        first[bucket_of(key, *raw, buckets) + 1] += 1;
+    }
+    for b in 0..buckets {
+        first[b + 1] += first[b];
+    }
+    let mut next = first.clone();
+    let mut order: Vec<Option<&Row>> = vec![None; index.rows.len()];
+    for ((key, raw), row) in &index.rows {
+        let b = bucket_of(key, *raw, buckets);
+        order[next[b]] = Some(row);
+        next[b] += 1;
+    }
 
-    let mut body = Vec::with_capacity(order.len() * 96);
-    let mut table = Vec::with_capacity(buckets * 32);
-    let mut rows = order.into_iter().peekable();
+    body.clear();
+    let mut table = Vec::with_capacity(buckets * TABLE_ENTRY);
     for b in 0..buckets {
         let (mut n, mut max_rowid, mut min_expire) = (0u64, 0u64, f64::NAN);
         let start = body.len();
-        while let Some((_, row)) = rows.next_if(|(rb, _)| *rb == b) {
-            encode_row(row, &mut body);
+        for row in order[first[b]..first[b + 1]].iter().flatten() {
+            encode_row(row, body);
             n += 1;
             max_rowid = max_rowid.max(row.rowid);
             if let Some(e) = row.expire_time
@@ -346,7 +362,7 @@ pub fn encode(index: &mut Index, generation: u64, covered: u64, tail_crc: u32) -
     let mut start = Vec::with_capacity(MAGIC.len() + record::HEADER + head.len());
     start.extend_from_slice(MAGIC);
     record::frame(&head, &mut start);
-    [start, body]
+    start
 }
 
 /// Open a snapshot and read its head; `None` unless the head is whole, intact and of

@@ -28,9 +28,9 @@ const SNAPSHOT_MIN: u64 = 1 << 20;
 /// `SNAPSHOT_PER_ROW` bytes per row if more: a new process then replays at most that much.
 const SNAPSHOT_EVERY: u64 = 2 << 20;
 const SNAPSHOT_PER_ROW: u64 = 256;
-/// A writer spends at most about 1/SNAPSHOT_SHARE of its time writing snapshots: after one
-/// that took `d`, the next waits `SNAPSHOT_SHARE * d` (a fast fill would otherwise spend a
-/// fifth of its time on them; the snapshot on close catches up).
+/// After a snapshot that took `d`, the next waits `SNAPSHOT_SHARE * d`, unless the log has
+/// grown twice as far as is due: a fast fill spends little time on snapshots (the snapshot
+/// on close catches up), while a new process never replays more than twice what is due.
 const SNAPSHOT_SHARE: u32 = 100;
 /// A handle that goes away with every row in memory leaves a snapshot if the log has grown
 /// this much past the last one.
@@ -97,6 +97,8 @@ pub struct Store {
     snap_len: u64,
     /// No periodic snapshot before this instant (see `SNAPSHOT_SHARE`).
     snap_not_before: Option<Instant>,
+    /// The buffer the last snapshot was encoded in, kept for the next.
+    snap_buf: Vec<u8>,
     /// Offset of the first damaged record, if reading stopped at one.
     damaged: Option<u64>,
     index: Index,
@@ -176,6 +178,7 @@ impl Store {
             snap_pos: 0,
             snap_len: 0,
             snap_not_before: None,
+            snap_buf: Vec::new(),
             damaged: None,
             index: Index::default(),
             timeout,
@@ -479,8 +482,9 @@ impl Store {
             return;
         }
         let due = SNAPSHOT_EVERY.max(self.index.len_at_most() as u64 * SNAPSHOT_PER_ROW);
-        if self.pos.saturating_sub(self.snap_pos) < due
-            || self.snap_not_before.is_some_and(|t| Instant::now() < t)
+        let tail = self.pos.saturating_sub(self.snap_pos);
+        if tail < due
+            || (tail < 2 * due && self.snap_not_before.is_some_and(|t| Instant::now() < t))
         {
             return;
         }
@@ -539,17 +543,22 @@ impl Store {
             return Ok(());
         }
         let crc = self.tail_crc(self.pos).map_err(io_err(&self.dir))?;
-        let [start, body] = snapshot::encode(&mut self.index, self.generation, self.pos, crc);
+        let mut body = std::mem::take(&mut self.snap_buf);
+        let start = snapshot::encode(&mut self.index, self.generation, self.pos, crc, &mut body);
+        let written = (start.len() + body.len()) as u64;
         if self.index.broken {
+            self.snap_buf = body;
             return Ok(());
         }
         let path = self.dir.join(idx_name(self.generation));
-        fsio::atomic_write(&path, false, |f| {
+        let result = fsio::atomic_write(&path, false, |f| {
             f.write_all(&start)?;
             f.write_all(&body)
-        })?;
+        });
+        self.snap_buf = body;
+        result?;
         self.snap_pos = self.pos;
-        self.snap_len = (start.len() + body.len()) as u64;
+        self.snap_len = written;
         Ok(())
     }
 

@@ -23,6 +23,8 @@ pub struct Row {
     pub rowid: u64,
     pub key: Val,
     pub raw: bool,
+    /// `key.stable_hash(raw)`, worked out once (snapshots group rows by it).
+    pub hash: u64,
     pub store_time: f64,
     pub expire_time: Option<f64>,
     pub access_time: f64,

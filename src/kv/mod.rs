@@ -20,13 +20,21 @@
 //!   a network filesystem revalidate its caches. Either way every process sees the latest
 //!   acknowledged write of every other. Small values live in the index; larger ones are read
 //!   from their log record (`pread`), whose checksum is verified on each read.
-//! * **Snapshot** (`snapshot.rs`). Once the log passes 1 MiB, writers keep an index snapshot
-//!   `cache.NNNNNNNN.idx` next to it, rewritten whenever the log has grown by 1 MiB (or 128
-//!   bytes per row, if more) past it. A new process starts from the snapshot and replays only
-//!   the log after it; the snapshot is hashed into buckets of about eight rows, parsed one at
-//!   a time as keys are touched, all at once when an operation needs every row. The snapshot
-//!   is derived data: when it is missing, damaged or does not match the log, the log is
-//!   replayed from the start, and `check()` verifies the whole log, not only its tail.
+//! * **Snapshot** (`snapshot.rs`, `index.rs`). Logs over 1 MiB get an index snapshot
+//!   `cache.NNNNNNNN.idx`: every row's fields and where its value is in the log, hashed into
+//!   buckets of about 16 rows, each with its own CRC-32. A new process reads the snapshot's
+//!   head, replays only the log after it, and reads a bucket (one `pread`) the first time a
+//!   key in it is looked up. Records replayed after the snapshot shadow or patch the rows of
+//!   buckets not read yet instead of reading them; counters are made exact only when `len`,
+//!   `volume` or culling near the size limit need them. A process that has read an eighth of
+//!   the buckets one by one rebuilds from the whole log in one pass instead.
+//!   Writers rewrite the snapshot when the log has grown 2 MiB (or 256 bytes per row, if
+//!   more) past it, spending at most 1% of their time on it unless the log has grown three
+//!   times that far; a handle dropped with every row in memory leaves a fresh one if it can
+//!   take the lock at once. The snapshot is derived data: when it is missing, damaged or does not
+//!   match the log's bytes before the offset it covers, the log is replayed from the start
+//!   (also in the middle of an operation, when a bucket fails its checksum), and `check()`
+//!   verifies the whole log, not only its tail.
 //! * **Compaction.** When the log is mostly dead records (and on `clear`, and when a damaged
 //!   tail is found by a writer) the live state is written whole as the next generation by
 //!   temp file + rename; then a record naming that generation is appended to the old log (the

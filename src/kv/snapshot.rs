@@ -110,7 +110,11 @@ pub struct Lazy {
 }
 
 fn bucket_of(key: &Val, raw: bool, buckets: usize) -> usize {
-    (key.stable_hash(raw) & (buckets as u64 - 1)) as usize
+    bucket_of_hash(key.stable_hash(raw), buckets)
+}
+
+fn bucket_of_hash(hash: u64, buckets: usize) -> usize {
+    (hash & (buckets as u64 - 1)) as usize
 }
 
 impl Lazy {
@@ -307,16 +311,16 @@ pub fn encode(
         .next_power_of_two();
     // Rows grouped by bucket with a counting sort: no comparisons, one pass each way.
     let mut first = vec![0usize; buckets + 1];
-    for (key, raw) in index.rows.keys() {
-        first[bucket_of(key, *raw, buckets) + 1] += 1;
+    for row in index.rows.values() {
+        first[bucket_of_hash(row.hash, buckets) + 1] += 1;
     }
     for b in 0..buckets {
         first[b + 1] += first[b];
     }
     let mut next = first.clone();
     let mut order: Vec<Option<&Row>> = vec![None; index.rows.len()];
-    for ((key, raw), row) in &index.rows {
-        let b = bucket_of(key, *raw, buckets);
+    for row in index.rows.values() {
+        let b = bucket_of_hash(row.hash, buckets);
         order[next[b]] = Some(row);
         next[b] += 1;
     }
@@ -506,10 +510,14 @@ fn encode_row(row: &Row, out: &mut Vec<u8>) {
 }
 
 fn decode_row(r: &mut Reader<'_>) -> Result<Row, Short> {
+    let rowid = r.u64()?;
+    let key = Val::decode(r)?;
+    let raw = r.u8()? != 0;
     Ok(Row {
-        rowid: r.u64()?,
-        key: Val::decode(r)?,
-        raw: r.u8()? != 0,
+        rowid,
+        hash: key.stable_hash(raw),
+        key,
+        raw,
         store_time: r.f64()?,
         expire_time: {
             let e = r.f64()?;

@@ -29,9 +29,10 @@ const SNAPSHOT_MIN: u64 = 1 << 20;
 const SNAPSHOT_EVERY: u64 = 2 << 20;
 const SNAPSHOT_PER_ROW: u64 = 256;
 /// After a snapshot that took `d`, the next waits `SNAPSHOT_SHARE * d`, unless the log has
-/// grown twice as far as is due: a fast fill spends little time on snapshots (the snapshot
-/// on close catches up), while a new process never replays more than twice what is due.
+/// grown `MAX_DUE` times as far as is due: a fast fill spends little time on snapshots (the
+/// snapshot on close catches up), while a new process never replays more than that.
 const SNAPSHOT_SHARE: u32 = 100;
+const MAX_DUE: u64 = 3;
 /// A handle that goes away with every row in memory leaves a snapshot if the log has grown
 /// this much past the last one.
 const SNAPSHOT_ON_CLOSE: u64 = 64 << 10;
@@ -484,7 +485,7 @@ impl Store {
         let due = SNAPSHOT_EVERY.max(self.index.len_at_most() as u64 * SNAPSHOT_PER_ROW);
         let tail = self.pos.saturating_sub(self.snap_pos);
         if tail < due
-            || (tail < 2 * due && self.snap_not_before.is_some_and(|t| Instant::now() < t))
+            || (tail < MAX_DUE * due && self.snap_not_before.is_some_and(|t| Instant::now() < t))
         {
             return;
         }
@@ -1427,6 +1428,7 @@ fn apply(
             };
             index.put(Row {
                 rowid,
+                hash: key.stable_hash(raw),
                 key,
                 raw,
                 store_time,

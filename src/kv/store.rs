@@ -736,13 +736,13 @@ impl Store {
     /// the log is kept in memory if small, so the next read of it is a memory read too.
     fn fetch(&mut self, key: &Val, raw: bool, now: Option<f64>) -> Result<Option<RowOut>> {
         self.load(key, raw)?;
-        let out = match self.index.get(key, raw) {
+        let (out, from_log) = match self.index.get(key, raw) {
             Some(r) if now.is_none_or(|now| r.expire_time.is_none_or(|e| e > now)) => {
-                self.resolve(r)?
+                (self.resolve(r)?, r.inline.is_none())
             }
             _ => return Ok(None),
         };
-        if self.index.get(key, raw).is_some_and(|r| r.inline.is_none()) {
+        if from_log {
             let id = (key.clone(), raw);
             self.index
                 .keep_inline(&id, &out.row.value, INLINE_MAX, INLINE_BUDGET);

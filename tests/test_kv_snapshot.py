@@ -55,9 +55,18 @@ def _report_state(kind: str, directory: str, out: str) -> None:
     cache.close()
 
 
-def state_in_new_process(tmp_path, kind: str, directory: str) -> str:
-    out = tmp_path / f"state-{time.monotonic_ns()}.txt"
-    p = CTX.Process(target=_report_state, args=(kind, directory, str(out)))
+def _report_rows(kind: str, directory: str, out: str) -> None:
+    """Every row as the engine holds it (access fields and expiry included), in key order."""
+    cache = candlecache.Cache(directory)
+    rows = [cache._store.row(key, raw) for key, raw in cache._store.keys(True, False)]
+    Path(out).write_text(repr(rows))
+    cache.close()
+
+
+def in_new_process(tmp_path, report, kind: str, directory: str) -> str:
+    """What `report` writes about the cache when a new process opens it."""
+    out = tmp_path / f"report-{time.monotonic_ns()}.txt"
+    p = CTX.Process(target=report, args=(kind, directory, str(out)))
     p.start()
     p.join(120)
     assert p.exitcode == 0
@@ -83,10 +92,10 @@ def test_opening_from_the_snapshot_sees_what_a_full_replay_sees(tmp_path, kind):
             cache.pop(k)
     assert snapshots(d), "the log outgrew 2 MiB but no snapshot was written"
     here = repr(state(cache))
-    from_snapshot = state_in_new_process(tmp_path, kind, d)
+    from_snapshot = in_new_process(tmp_path, _report_state, kind, d)
     for path in snapshots(d):
         os.remove(path)
-    replayed = state_in_new_process(tmp_path, kind, d)
+    replayed = in_new_process(tmp_path, _report_state, kind, d)
     assert from_snapshot == replayed
     assert here == replayed
     assert [str(w.message) for w in cache.check()] == []
@@ -211,23 +220,6 @@ def test_kill9_while_writing_snapshots_loses_nothing_acknowledged(tmp_path):
     assert snapshots(d)
 
 
-def _rows(directory: str, out: str) -> None:
-    """Every row as the engine holds it (access fields and expiry included), in key order."""
-    cache = candlecache.Cache(directory)
-    rows = [cache._store.row(key, raw) for key, raw in cache._store.keys(True, False)]
-    Path(out).write_text(repr(rows))
-    cache.close()
-
-
-def _rows_in_new_process(tmp_path, directory: str) -> str:
-    out = tmp_path / f"rows-{time.monotonic_ns()}.txt"
-    p = CTX.Process(target=_rows, args=(directory, str(out)))
-    p.start()
-    p.join(120)
-    assert p.exitcode == 0
-    return out.read_text()
-
-
 @pytest.mark.parametrize("policy", ["least-recently-used", "least-frequently-used"])
 def test_access_and_expiry_changes_after_the_snapshot_are_kept(tmp_path, policy):
     """Gets under LRU/LFU and touch() write records that change rows without replacing them;
@@ -243,9 +235,9 @@ def test_access_and_expiry_changes_after_the_snapshot_are_kept(tmp_path, policy)
         other.get(rnd.randrange(1500))
     for i in range(0, 1500, 7):
         other.touch(i, expire=rnd.choice([None, 3600, -5]))
-    with_snapshot = _rows_in_new_process(tmp_path, d)
+    with_snapshot = in_new_process(tmp_path, _report_rows, "Cache", d)
     for path in snapshots(d):
         os.remove(path)
-    assert with_snapshot == _rows_in_new_process(tmp_path, d)
+    assert with_snapshot == in_new_process(tmp_path, _report_rows, "Cache", d)
     other.close()
     writer.close()

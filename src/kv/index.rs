@@ -147,14 +147,7 @@ impl Index {
         for row in taken.rows {
             // The totals already count the snapshot's rows: index the row without them.
             let id: KeyId = (row.key.clone(), row.raw);
-            self.by_rowid.insert(row.rowid, id.clone());
-            if let Some(k) = self.by_key.as_mut() {
-                k.insert(id.clone());
-            }
-            if let Some(e) = row.expire_time {
-                self.by_expiry.insert((F(e), row.rowid));
-            }
-            self.rows.insert(id, row);
+            self.insert(id, row);
         }
         if self.lazy.as_ref().is_some_and(Lazy::is_done) {
             self.lazy = None;
@@ -256,6 +249,12 @@ impl Index {
         self.size += row.size;
         self.live_bytes += row.record_len;
         self.inline_bytes += row.inline_len();
+        self.insert(id, row);
+        old
+    }
+
+    /// Add a row to the maps (not to the totals).
+    fn insert(&mut self, id: KeyId, row: Row) {
         self.by_rowid.insert(row.rowid, id.clone());
         if let Some(k) = self.by_key.as_mut() {
             k.insert(id.clone());
@@ -264,7 +263,6 @@ impl Index {
             self.by_expiry.insert((F(e), row.rowid));
         }
         self.rows.insert(id, row);
-        old
     }
 
     pub fn remove(&mut self, id: &KeyId) -> Option<Row> {

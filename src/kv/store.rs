@@ -472,7 +472,15 @@ impl Store {
     fn rebuild(&mut self) -> Result<()> {
         self.reload(self.generation)?;
         self.fresh = false;
+        // The snapshot is not used, but it is still on disk (and in the volume).
+        self.stat_snapshot();
         self.sync()
+    }
+
+    /// The size of this generation's snapshot file, as it is now.
+    fn stat_snapshot(&mut self) {
+        let path = self.dir.join(idx_name(self.generation));
+        self.snap_len = fs::metadata(path).map_or(0, |m| m.len());
     }
 
     /// Write a snapshot if the log has grown enough past the newest one (caller holds the
@@ -501,7 +509,7 @@ impl Store {
         {
             // Another process wrote a newer one.
             self.snap_pos = covered;
-            self.snap_len = fs::metadata(&path).map_or(0, |m| m.len());
+            self.stat_snapshot();
             if self.pos - covered < due {
                 return;
             }
@@ -800,8 +808,7 @@ impl Store {
     pub fn volume(&mut self) -> Result<u64> {
         self.with_lock(false, |s| {
             // Another process may have written a newer snapshot.
-            let path = s.dir.join(idx_name(s.generation));
-            s.snap_len = fs::metadata(path).map_or(0, |m| m.len());
+            s.stat_snapshot();
             Ok(s.disk_volume())
         })
     }
@@ -1509,6 +1516,7 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::value::noise;
 
     fn row(key: i64, value: Val) -> NewRow {
         NewRow {
@@ -1591,15 +1599,7 @@ mod tests {
     fn records_larger_than_a_read_chunk_and_across_chunks_load() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = Store::open(dir.path(), None).unwrap();
-        let mut x = 1u64;
-        let noise: Vec<u8> = (0..3 * SYNC_CHUNK)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = noise(1, 3 * SYNC_CHUNK);
         for k in 0..3000 {
             a.put(row(
                 k,
@@ -1631,16 +1631,7 @@ mod tests {
     /// tagged, some deleted or touched afterwards.
     fn fill(a: &mut Store) {
         for k in 0..3000i64 {
-            let mut x = k as u64 + 1;
-            let noise = (0..1000 + k % 7)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            let mut r = row(k, Val::Blob(noise));
+            let mut r = row(k, Val::Blob(noise(k as u64 + 1, 1000 + (k % 7) as usize)));
             if k % 5 == 0 {
                 r.expire_time = Some(1000.0 + k as f64);
             }

@@ -272,6 +272,20 @@ impl Hash for Val {
     }
 }
 
+/// Incompressible test bytes (xorshift), the same for the same seed.
+#[cfg(test)]
+pub(crate) fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,15 +337,7 @@ mod tests {
         let mut buf = Vec::new();
         Val::Text(text.clone()).encode(&mut buf);
         assert!(buf.len() < text.len() / 2);
-        let mut x = 1u64;
-        let noise: Vec<u8> = (0..2000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = noise(1, 2000);
         let mut buf = Vec::new();
         Val::Blob(noise.clone()).encode(&mut buf);
         assert_eq!(buf.len(), 1 + 8 + noise.len());

@@ -115,7 +115,7 @@ impl Index {
 
     /// Read the buckets of the keys written or deleted since the snapshot, so that the
     /// counters are exact.
-    pub fn resolve(&mut self) {
+    fn resolve(&mut self) {
         if let Some(lazy) = self.lazy.as_mut().filter(|l| l.has_shadows()) {
             let taken = lazy.take_shadowed();
             self.adopt(taken);
@@ -208,10 +208,6 @@ impl Index {
     pub fn get(&self, key: &Val, raw: bool) -> Option<&Row> {
         // Lookups clone the key into a tuple; keys are small in practice.
         self.rows.get(&(key.clone(), raw))
-    }
-
-    pub fn get_mut(&mut self, key: &Val, raw: bool) -> Option<&mut Row> {
-        self.rows.get_mut(&(key.clone(), raw))
     }
 
     /// A rowid larger than every live row's. (SQLite takes the largest plus one; a row of

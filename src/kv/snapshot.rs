@@ -245,7 +245,7 @@ impl Lazy {
                     row.access_count = c;
                 }
             }
-            if shadowed.contains(&(row.key.clone(), row.raw)) {
+            if !shadowed.is_empty() && shadowed.contains(&(row.key.clone(), row.raw)) {
                 taken.stale.push(row);
             } else {
                 taken.rows.push(row);

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use super::store::read_at;
+use super::store::{decode_fields, read_at};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -488,6 +488,8 @@ fn decode_bucket(bucket: &Bucket, bytes: &[u8]) -> Result<Vec<Row>, Short> {
     (0..bucket.rows).map(|_| decode_row(&mut r)).collect()
 }
 
+/// A row's fields as `put_payload` writes them (read back by `decode_fields`), then where
+/// its value is in the log.
 fn encode_row(row: &Row, out: &mut Vec<u8>) {
     record::put_u64(out, row.rowid);
     row.key.encode(out);
@@ -510,32 +512,10 @@ fn encode_row(row: &Row, out: &mut Vec<u8>) {
 }
 
 fn decode_row(r: &mut Reader<'_>) -> Result<Row, Short> {
-    let rowid = r.u64()?;
-    let key = Val::decode(r)?;
-    let raw = r.u8()? != 0;
-    Ok(Row {
-        rowid,
-        hash: key.stable_hash(raw),
-        key,
-        raw,
-        store_time: r.f64()?,
-        expire_time: {
-            let e = r.f64()?;
-            (!e.is_nan()).then_some(e)
-        },
-        access_time: r.f64()?,
-        access_count: r.i64()?,
-        tag: Val::decode(r)?,
-        size: r.i64()?,
-        mode: r.u8()?,
-        filename: match Val::decode(r)? {
-            Val::Text(s) => Some(s),
-            _ => None,
-        },
-        record: r.u64()?,
-        record_len: r.u64()?,
-        value_at: u32::try_from(r.u64()?).map_err(|_| Short)?,
-        value_len: u32::try_from(r.u64()?).map_err(|_| Short)?,
-        inline: None,
-    })
+    let mut row = decode_fields(r)?;
+    row.record = r.u64()?;
+    row.record_len = r.u64()?;
+    row.value_at = u32::try_from(r.u64()?).map_err(|_| Short)?;
+    row.value_len = u32::try_from(r.u64()?).map_err(|_| Short)?;
+    Ok(row)
 }

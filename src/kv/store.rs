@@ -1354,6 +1354,37 @@ fn put_payload(rowid: u64, r: &NewRow) -> Vec<u8> {
     p
 }
 
+/// A row's fields as `put_payload` writes them after the op byte, from the rowid up to the
+/// value; snapshots store rows with the same fields in the same order. The row's place in
+/// the log and its value are the caller's to fill in.
+pub(super) fn decode_fields(r: &mut Reader<'_>) -> std::result::Result<Row, record::Short> {
+    let rowid = r.u64()?;
+    let key = Val::decode(r)?;
+    let raw = r.u8()? != 0;
+    Ok(Row {
+        rowid,
+        hash: key.stable_hash(raw),
+        key,
+        raw,
+        store_time: r.f64()?,
+        expire_time: opt_f64(r.f64()?),
+        access_time: r.f64()?,
+        access_count: r.i64()?,
+        tag: Val::decode(r)?,
+        size: r.i64()?,
+        mode: r.u8()?,
+        filename: match Val::decode(r)? {
+            Val::Text(s) => Some(s),
+            _ => None,
+        },
+        record: 0,
+        record_len: 0,
+        value_at: 0,
+        value_len: 0,
+        inline: None,
+    })
+}
+
 fn del_payload(key: &Val, raw: bool) -> Vec<u8> {
     let mut p = vec![record::OP_DEL];
     key.encode(&mut p);
@@ -1412,46 +1443,17 @@ fn apply(
     let mut r = Reader::new(payload);
     match r.u8()? {
         record::OP_PUT => {
-            let rowid = r.u64()?;
-            let key = Val::decode(&mut r)?;
-            let raw = r.u8()? != 0;
-            let store_time = r.f64()?;
-            let expire_time = opt_f64(r.f64()?);
-            let access_time = r.f64()?;
-            let access_count = r.i64()?;
-            let tag = Val::decode(&mut r)?;
-            let size = r.i64()?;
-            let mode = r.u8()?;
-            let filename = match Val::decode(&mut r)? {
-                Val::Text(s) => Some(s),
-                _ => None,
-            };
+            let mut row = decode_fields(&mut r)?;
             let start = r.pos;
             let n = Val::skip(&mut r)?;
-            let inline = if n <= INLINE_MAX && index.inline_bytes + n <= INLINE_BUDGET {
-                Some(Val::decode(&mut Reader::new(&payload[start..start + n]))?)
-            } else {
-                None
-            };
-            index.put(Row {
-                rowid,
-                hash: key.stable_hash(raw),
-                key,
-                raw,
-                store_time,
-                expire_time,
-                access_time,
-                access_count,
-                tag,
-                size,
-                mode,
-                filename,
-                record: at,
-                record_len: len,
-                value_at: (record::HEADER + start) as u32,
-                value_len: n as u32,
-                inline,
-            });
+            if n <= INLINE_MAX && index.inline_bytes + n <= INLINE_BUDGET {
+                row.inline = Some(Val::decode(&mut Reader::new(&payload[start..start + n]))?);
+            }
+            row.record = at;
+            row.record_len = len;
+            row.value_at = (record::HEADER + start) as u32;
+            row.value_len = n as u32;
+            index.put(row);
         }
         record::OP_DEL => {
             let key = Val::decode(&mut r)?;

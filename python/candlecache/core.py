@@ -1106,8 +1106,9 @@ class Cache:
 
         """
         # pylint: disable=access-member-before-definition,W0201
+        # As python-diskcache does, the caller's filters apply: under
+        # ``simplefilter('error')`` the first problem raises.
         with warnings.catch_warnings(record=True) as warns:
-            warnings.simplefilter('always')
             for message in self._call(retry, self._store.check, fix):
                 warnings.warn(message)
 

@@ -3,7 +3,7 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use super::{FsError, Result};
+use super::{FsError, Result, fork_epoch};
 
 /// Take an OS file lock (flock on Unix) on an open file, waiting up to `timeout` (None:
 /// forever). flock interoperates with Python's `filelock.FileLock` on the same path and, on
@@ -45,10 +45,12 @@ pub fn wait_for_lock(
     }
 }
 
-/// An exclusive lock on a lock file, released on drop.
+/// An exclusive lock on a lock file, released on drop (by the process that took it: a copy
+/// inherited through `fork()` closes its descriptor without unlocking the parent's lock).
 #[derive(Debug)]
 pub struct FolderLock {
     file: File,
+    epoch: u64,
 }
 
 impl FolderLock {
@@ -62,13 +64,18 @@ impl FolderLock {
             .open(path)
             .map_err(|e| FsError::io(path, e))?;
         wait_for_lock(&file, path, true, timeout)?;
-        Ok(FolderLock { file })
+        Ok(FolderLock {
+            file,
+            epoch: fork_epoch(),
+        })
     }
 }
 
 impl Drop for FolderLock {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        if self.epoch == fork_epoch() {
+            let _ = self.file.unlock();
+        }
     }
 }
 
@@ -84,6 +91,31 @@ mod tests {
         let second = FolderLock::acquire(&path, Some(Duration::from_millis(30)));
         assert!(matches!(second, Err(FsError::Timeout { .. })));
         drop(first);
+        FolderLock::acquire(&path, Some(Duration::from_millis(30))).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_inherited_through_fork_is_not_released_by_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let held = FolderLock::acquire(&path, None).unwrap();
+        // SAFETY: the child only drops the inherited lock (close(2)) and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            drop(held);
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let other = FolderLock::acquire(&path, Some(Duration::from_millis(30)));
+        assert!(
+            matches!(other, Err(FsError::Timeout { .. })),
+            "the child's exit released the parent's lock"
+        );
+        drop(held);
         FolderLock::acquire(&path, Some(Duration::from_millis(30))).unwrap();
     }
 

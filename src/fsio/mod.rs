@@ -1,15 +1,17 @@
 //! File-system primitives shared by every store: atomic replacement, framed appends,
-//! folder locks and directory listing.
+//! folder locks, directory listing, and telling handles inherited through `fork()`.
 //!
 //! Nothing here overwrites a file in place. A replaced file is written to a temp file in the
 //! same directory and renamed over its target, so a reader (or a process killed mid-write)
 //! sees either the old content or the new, never a mix.
 
 mod atomic;
+mod fork;
 mod lock;
 mod stamp;
 
 pub use atomic::{append_line, atomic_write, fsync_dir, is_temp_name};
+pub use fork::fork_epoch;
 pub use lock::{FolderLock, wait_for_lock};
 pub use stamp::FileStamp;
 

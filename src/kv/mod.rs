@@ -41,6 +41,16 @@
 //!   commit point: readers follow it), `HEAD` is updated, the new generation's snapshot is
 //!   written and the old log and snapshot removed.
 //! * **Transactions.** `transact()` holds the exclusive lock across calls; nested calls reuse it.
+//! * **Check-then-act happens under the lock.** A new directory's first log and `HEAD` are
+//!   created under the exclusive lock (`init_head`); no other path creates a log but
+//!   compaction, which reads `HEAD` under the lock first and follows it if it has moved past
+//!   the handle's log. A writer whose log was removed without a record naming its successor
+//!   follows `HEAD` too (`nlink` is 0) instead of appending to a file nobody reads.
+//! * **fork().** A handle remembers the fork epoch it opened its files in
+//!   (`fsio::fork_epoch`). In a child it opens its own before any use and drops the inherited
+//!   ones without unlocking or writing a snapshot: the lock file's and the log's open file
+//!   descriptions are the parent's, a flock through them excludes nobody, and unlocking them
+//!   would release the parent's lock. The log is read with `pread` only.
 
 pub mod index;
 pub mod record;

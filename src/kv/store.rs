@@ -86,6 +86,9 @@ impl Policy {
 
 pub struct Store {
     dir: PathBuf,
+    /// `fsio::fork_epoch()` when the files were opened: a handle inherited through `fork()`
+    /// shares them with its parent, so it opens its own before any use (`own`).
+    epoch: u64,
     lock_file: File,
     log: File,
     generation: u64,
@@ -122,11 +125,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KvError + '_ {
     move |e| KvError::Fs(FsError::io(path, e))
 }
 
-fn read_head(dir: &Path) -> u64 {
+/// The generation HEAD names, if there is a HEAD.
+fn read_head(dir: &Path) -> Option<u64> {
     fs::read_to_string(dir.join(HEAD_NAME))
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn open_log_file(dir: &Path, generation: u64, create: bool) -> std::io::Result<File> {
@@ -138,23 +141,62 @@ fn open_log_file(dir: &Path, generation: u64, create: bool) -> std::io::Result<F
 }
 
 /// Open the log of `generation`, or, if compaction has removed it meanwhile, the one HEAD
-/// names now. Only a directory without HEAD gets a new, empty first log.
+/// names now. Never creates a log: that happens under the lock (`init_head`, `compact`).
 fn open_log(dir: &Path, generation: u64) -> Result<(File, u64)> {
     let mut generation = generation;
     for _ in 0..100 {
-        let create = generation == 0 && !dir.join(HEAD_NAME).exists();
-        match open_log_file(dir, generation, create) {
+        match open_log_file(dir, generation, false) {
             Ok(f) => return Ok((f, generation)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                generation = read_head(dir).max(generation);
+                generation = read_head(dir).unwrap_or(0).max(generation);
             }
             Err(e) => return Err(io_err(&dir.join(log_name(generation)))(e)),
         }
     }
     Err(KvError::Corrupt(format!(
-        "{}: HEAD names a log that does not exist",
-        dir.display()
+        "{}: HEAD names {}, which does not exist (was it removed by hand?)",
+        dir.display(),
+        log_name(generation)
     )))
+}
+
+/// Give a directory without HEAD its log and HEAD, under the exclusive lock. Done without
+/// the lock, a process could create a first log just after a compactor had moved the
+/// directory past generation 0 and removed its log: whatever it then wrote would land in a
+/// file nobody else reads.
+fn init_head(dir: &Path, lock: &File, timeout: Option<Duration>) -> Result<u64> {
+    fsio::wait_for_lock(lock, &dir.join(LOCK_NAME), true, timeout)?;
+    let result = (|| {
+        if let Some(generation) = read_head(dir) {
+            return Ok(generation);
+        }
+        // A directory written before HEAD was made up front has logs but no HEAD until its
+        // first compaction. Its oldest log is the live one or leads to it through the
+        // records naming each next generation; a newer one can only be a compaction's
+        // leftover, never committed.
+        let generation = oldest_log(dir).unwrap_or(0);
+        let path = dir.join(log_name(generation));
+        open_log_file(dir, generation, true).map_err(io_err(&path))?;
+        let head = dir.join(HEAD_NAME);
+        fsio::atomic_write(&head, false, |f| {
+            f.write_all(generation.to_string().as_bytes())
+        })?;
+        Ok(generation)
+    })();
+    let _ = lock.unlock();
+    result
+}
+
+/// The lowest generation with a log in `dir`.
+fn oldest_log(dir: &Path) -> Option<u64> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let digits = name.strip_prefix("cache.")?.strip_suffix(".log")?;
+            (digits.len() == 8).then(|| digits.parse::<u64>().ok())?
+        })
+        .min()
 }
 
 impl Store {
@@ -168,9 +210,14 @@ impl Store {
             .truncate(false)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        let (log, generation) = open_log(dir, read_head(dir))?;
+        let head = match read_head(dir) {
+            Some(generation) => generation,
+            None => init_head(dir, &lock_file, timeout)?,
+        };
+        let (log, generation) = open_log(dir, head)?;
         let mut store = Store {
             dir: dir.to_owned(),
+            epoch: fsio::fork_epoch(),
             lock_file,
             log,
             generation,
@@ -202,6 +249,24 @@ impl Store {
         self.timeout = timeout;
     }
 
+    /// Whether this handle was opened by a parent before `fork()`.
+    pub fn inherited(&self) -> bool {
+        self.epoch != fsio::fork_epoch()
+    }
+
+    /// In a child of `fork()`, replace the inherited files (and everything read through them)
+    /// with the child's own: locking through the parent's lock file description would not
+    /// exclude the parent, and unlocking it would release the parent's lock. A transaction
+    /// the parent had begun stays the parent's.
+    fn own(&mut self) -> Result<()> {
+        if self.inherited() {
+            let mine = Store::open(&self.dir, self.timeout)?;
+            // The inherited handle's drop closes its descriptors and nothing else.
+            *self = mine;
+        }
+        Ok(())
+    }
+
     fn flock(&self, exclusive: bool) -> Result<()> {
         Ok(fsio::wait_for_lock(
             &self.lock_file,
@@ -218,6 +283,7 @@ impl Store {
         exclusive: bool,
         f: impl FnOnce(&mut Self) -> Result<R>,
     ) -> Result<R> {
+        self.own()?;
         if self.txn > 0 {
             self.sync()?;
             self.recover_index()?;
@@ -256,6 +322,7 @@ impl Store {
 
     /// Begin or nest an explicit transaction (the exclusive lock held across calls).
     pub fn begin(&mut self) -> Result<()> {
+        self.own()?;
         if self.txn == 0 {
             self.flock(true)?;
             self.held = Some(true);
@@ -280,6 +347,7 @@ impl Store {
 
     /// End a nesting level; the outermost commits (one atomic batch record) or rolls back.
     pub fn end(&mut self, commit: bool) -> Result<()> {
+        self.own()?;
         if self.txn == 0 {
             return Ok(());
         }
@@ -344,13 +412,23 @@ impl Store {
             if std::mem::take(&mut self.fresh) {
                 self.load_snapshot();
             }
-            let len = self.log.metadata().map_err(io_err(&self.dir))?.len();
+            let meta = self.log.metadata().map_err(io_err(&self.dir))?;
+            let len = meta.len();
             if len < self.pos {
                 // Cannot shrink in normal operation: reload from scratch.
                 self.reload(self.generation)?;
                 continue;
             }
             if len == self.pos {
+                if log_removed(&meta)
+                    && let Some(head) = read_head(&self.dir).filter(|&h| h > self.generation)
+                {
+                    // The log was removed without a record naming the next generation in it
+                    // (which compaction always appends first): follow HEAD rather than write
+                    // to a file nobody reads.
+                    self.reload(head)?;
+                    continue;
+                }
                 return Ok(true);
             }
             let want = (len - self.pos).min(chunk as u64);
@@ -420,8 +498,7 @@ impl Store {
             if next_gen.is_none() && self.damaged.is_some() {
                 // A writer that found this damage compacted past it; its record naming the new
                 // generation sits after the damage, but HEAD names it too.
-                let head = read_head(&self.dir);
-                if head > self.generation {
+                if let Some(head) = read_head(&self.dir).filter(|&h| h > self.generation) {
                     next_gen = Some(head);
                 }
             }
@@ -1098,6 +1175,12 @@ impl Store {
             self.compact_after_commit = true;
             return Ok(());
         }
+        if let Some(head) = read_head(&self.dir).filter(|&h| h > self.generation) {
+            // This log is not the live one (its successor would have been named in it):
+            // writing the next generation from it would replace a live log.
+            self.reload(head)?;
+            self.sync()?;
+        }
         self.load_all()?;
         let next = self.generation + 1;
         // A snapshot left by an earlier attempt at this generation describes another log.
@@ -1231,8 +1314,24 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.snapshot_on_close();
+        // An inherited handle only closes its descriptors: the lock is the parent's.
+        if !self.inherited() {
+            self.snapshot_on_close();
+        }
     }
+}
+
+/// Whether an open log has been removed from the directory. (On NFS a file removed by
+/// another process of the same client is renamed instead; the record naming the next
+/// generation, which compaction appends before removing a log, is what readers follow there.)
+#[cfg(unix)]
+fn log_removed(meta: &fs::Metadata) -> bool {
+    std::os::unix::fs::MetadataExt::nlink(meta) == 0
+}
+
+#[cfg(not(unix))]
+fn log_removed(_meta: &fs::Metadata) -> bool {
+    false
 }
 
 /// Whether `dir` is on a filesystem known to be local (ext4, xfs, btrfs, tmpfs, …), where a
@@ -1304,19 +1403,17 @@ fn same_type(a: Option<&Val>, b: &Val) -> bool {
     )
 }
 
-/// `len` bytes from `offset`, without zero-filling the buffer first (logs can be large).
+/// `len` bytes from `offset`, by positional reads: the file offset is never moved, so no
+/// other reader of the same open file (a thread, or a process it is shared with) is disturbed.
 fn read_range(file: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut handle = file;
-    handle.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(len as usize);
-    handle.take(len).read_to_end(&mut buf)?;
-    if (buf.len() as u64) < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "log shrank while reading",
-        ));
-    }
+    let mut buf = vec![0u8; len as usize];
+    read_at(file, &mut buf, offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            std::io::Error::new(e.kind(), "log shrank while reading")
+        } else {
+            e
+        }
+    })?;
     Ok(buf)
 }
 
@@ -1560,6 +1657,80 @@ mod tests {
         assert_eq!(a.debris().len(), 2);
         assert_eq!(a.check(true).unwrap().len(), 2);
         assert!(a.check(false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_opener_that_found_no_head_waits_and_follows_a_compaction_done_meanwhile() {
+        // The interleaving that lost writes: a process finds no HEAD (a directory before its
+        // first compaction), a compactor moves it to generation 1 and removes log 0, and the
+        // process then creates log 0 anew and writes to it. Now the creation waits for the lock
+        // and reads HEAD again under it.
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        a.put(row(1, Val::Int(1))).unwrap();
+        fs::remove_file(dir.path().join(HEAD_NAME)).unwrap(); // as an earlier version left it
+        a.begin().unwrap();
+        let path = dir.path().to_owned();
+        let opener = std::thread::spawn(move || {
+            let lock = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path.join(LOCK_NAME))
+                .unwrap();
+            init_head(&path, &lock, None).unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!opener.is_finished(), "created a log without the lock");
+        a.put(row(2, Val::Int(2))).unwrap();
+        a.compact().unwrap(); // deferred to the commit
+        a.end(true).unwrap();
+        assert_eq!(opener.join().unwrap(), 1);
+        assert!(!dir.path().join(log_name(0)).exists());
+        let mut b = Store::open(dir.path(), None).unwrap();
+        b.put(row(3, Val::Int(3))).unwrap();
+        assert_eq!(value(&mut a, 3), Some(Val::Int(3)));
+        assert_eq!(value(&mut b, 2), Some(Val::Int(2)));
+    }
+
+    #[test]
+    fn a_writer_whose_log_was_removed_follows_head() {
+        // A log removed without a record naming its successor (by hand, or by a process that
+        // broke the protocol): the next write goes where HEAD points, not into the removed file.
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        a.put(row(1, Val::Int(1))).unwrap();
+        let (old, new) = (dir.path().join(log_name(0)), dir.path().join(log_name(1)));
+        fs::copy(&old, &new).unwrap();
+        fs::write(dir.path().join(HEAD_NAME), "1").unwrap();
+        fs::remove_file(&old).unwrap();
+        a.put(row(2, Val::Int(2))).unwrap();
+        assert_eq!(a.generation, 1);
+        let mut b = Store::open(dir.path(), None).unwrap();
+        assert_eq!(value(&mut b, 1), Some(Val::Int(1)));
+        assert_eq!(value(&mut b, 2), Some(Val::Int(2)));
+    }
+
+    #[test]
+    fn compaction_from_a_log_head_has_moved_past_does_not_replace_the_live_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Store::open(dir.path(), None).unwrap();
+        a.put(row(1, Val::Int(1))).unwrap();
+        let mut stale = Store::open(dir.path(), None).unwrap();
+        // The directory moves on to generation 1 without a record in log 0 (as an orphan
+        // log created by an earlier version would see it).
+        fs::copy(dir.path().join(log_name(0)), dir.path().join(log_name(1))).unwrap();
+        fs::write(dir.path().join(HEAD_NAME), "1").unwrap();
+        let mut live = Store::open(dir.path(), None).unwrap();
+        live.put(row(2, Val::Int(2))).unwrap();
+        stale.with_lock(true, |s| s.compact()).unwrap();
+        assert_eq!(stale.generation, 2);
+        let mut c = Store::open(dir.path(), None).unwrap();
+        assert_eq!(value(&mut c, 1), Some(Val::Int(1)));
+        assert_eq!(
+            value(&mut c, 2),
+            Some(Val::Int(2)),
+            "the live generation was replaced"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (python/candlecache/core.py) keeps python-diskcache's semantics on top of it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use super::errors::fs_to_py;
+use crate::fsio::fork_epoch;
 use crate::kv::{KvError, NewRow, Policy, RowOut, Store, Val};
 
 fn to_py_err(py: Python<'_>, e: KvError) -> PyErr {
@@ -144,18 +146,33 @@ struct Owner {
 pub struct KvStore {
     store: Mutex<Option<Store>>,
     owner: Mutex<Owner>,
+    /// The fork epoch `owner` belongs to (see `forget_parent`).
+    epoch: AtomicU64,
     released: Condvar,
     directory: PathBuf,
     timeout: Mutex<Option<Duration>>,
 }
 
 impl KvStore {
+    /// In a child of `fork()`, a transaction one of the parent's threads held is not this
+    /// process's: forget it (the `Store` replaces its inherited files by itself).
+    fn forget_parent(&self) {
+        let now = fork_epoch();
+        if self.epoch.load(Ordering::Relaxed) != now
+            && self.epoch.swap(now, Ordering::Relaxed) != now
+            && let Ok(mut owner) = self.owner.lock()
+        {
+            *owner = Owner::default();
+        }
+    }
+
     /// Wait until no other thread holds a transaction, then run `f` on the store.
     fn run<R: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut Store) -> crate::kv::Result<R> + Send,
     ) -> PyResult<R> {
+        self.forget_parent();
         let result = py.detach(|| -> Result<crate::kv::Result<R>, &'static str> {
             let me = std::thread::current().id();
             {
@@ -198,6 +215,7 @@ impl KvStore {
         Ok(KvStore {
             store: Mutex::new(Some(store)),
             owner: Mutex::new(Owner::default()),
+            epoch: AtomicU64::new(fork_epoch()),
             released: Condvar::new(),
             directory,
             timeout: Mutex::new(t),
@@ -222,6 +240,7 @@ impl KvStore {
 
     /// Begin (or nest) a transaction holding the exclusive lock.
     fn begin(&self, py: Python<'_>) -> PyResult<()> {
+        self.forget_parent();
         let me = std::thread::current().id();
         py.detach(|| -> PyResult<()> {
             let mut owner = self
@@ -256,11 +275,16 @@ impl KvStore {
     /// End a transaction level; the outermost commits, or rolls back with `commit=False`.
     #[pyo3(signature = (commit=true))]
     fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        self.forget_parent();
         let done = {
             let mut owner = self
                 .owner
                 .lock()
                 .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+            if owner.thread.is_none() {
+                // Nothing to end: a transaction begun before fork() stayed with the parent.
+                return Ok(());
+            }
             if owner.thread != Some(std::thread::current().id()) {
                 return Err(PyRuntimeError::new_err(
                     "transaction ended by a thread that does not hold it",
@@ -294,6 +318,7 @@ impl KvStore {
     /// Close the files; the next call opens them again. A transaction of this store is
     /// rolled back.
     fn close(&self, py: Python<'_>) {
+        self.forget_parent();
         let busy = self
             .owner
             .lock()
@@ -305,7 +330,7 @@ impl KvStore {
         }
         py.detach(|| {
             if let Ok(mut g) = self.store.lock() {
-                if let Some(s) = g.as_mut() {
+                if let Some(s) = g.as_mut().filter(|s| !s.inherited()) {
                     while s.in_txn() {
                         let _ = s.end(false);
                     }

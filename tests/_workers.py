@@ -91,6 +91,11 @@ def churn_ops(rnd: int, seed: int, d0: int):
             # a distant range, in another partition, growing by small pieces
             yield d0 + j * 50 * MINUTE, 50, True
             j += 1
+        elif i % 13 == 0:
+            # forget a stored range with its rows (cache=None): coverage goes before rows
+            cnt = rng.randint(5, 300)
+            s = rng.randrange(T0, a0 + n * MINUTE - cnt * MINUTE, MINUTE)
+            yield s, cnt, None
         elif i % 11 == 0:
             # one request spanning cached rows and a new tail
             s = rng.randrange(T0, a0 + n * MINUTE, MINUTE)
@@ -106,7 +111,10 @@ def cmd_churn(a: dict) -> None:
     ex = MemoryExchange()
     touch(a["ready_file"])
     for i, (start, count, cache) in enumerate(churn_ops(a["round"], a["seed"], a["d0"])):
-        candlecache.get_ohlcv_with_cache(a["base"], SYMBOL, PERIOD, start, count, ex.fetch_ohlcv, enable_cache=cache)
+        if cache is None:
+            candlecache.forget(a["base"], SYMBOL, PERIOD, start, start + (count - 1) * MINUTE, drop_rows=True)
+        else:
+            candlecache.get_ohlcv_with_cache(a["base"], SYMBOL, PERIOD, start, count, ex.fetch_ohlcv, enable_cache=cache)
         record(a.get("progress_file"), event="op", i=i)
     touch(a["done_file"])
 

@@ -212,8 +212,8 @@ def test_bad_arguments(tmp_path):
         get(tmp_path, ex, T0, 10, period="7m")
     with pytest.raises(ValueError, match="count"):
         get(tmp_path, ex, T0, -1)
-    with pytest.raises(TypeError):
-        get(tmp_path, ex, "2024-01-01", 10)
+    with pytest.raises(ValueError, match="ISO-8601"):
+        get(tmp_path, ex, "first of January", 10)
     with pytest.raises(TypeError):
         get(tmp_path, ex, T0, 1.5)
     with pytest.raises(TypeError):

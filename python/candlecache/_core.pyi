@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows"]
 
 __version__: str
 PERIODS: list[str]
@@ -125,6 +125,15 @@ def repair(
     durable: bool = False,
     lock_timeout: float | None = None,
 ) -> list[pathlib.Path]: ...
+def forget(
+    data_dir: str | os.PathLike[str],
+    period_name: str,
+    lo: int,
+    hi: int,
+    drop_rows: bool = False,
+    durable: bool = False,
+    lock_timeout: float | None = None,
+) -> int: ...
 def hold_lock(data_dir: str | os.PathLike[str], seconds: float, lock_timeout: float | None = None) -> None: ...
 def ranges_missing(covered: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]: ...
 def ranges_union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]: ...

@@ -7,17 +7,24 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from . import _core
+from ._times import describe_ms, to_ms
+
+#: What ``start_time``/``end_time`` accept: epoch ms, ``datetime`` (naive = UTC; a
+#: ``pandas.Timestamp`` is one), ``date`` or an ISO-8601 string; ``numpy.datetime64`` works too.
+TimeLike = int | float | str | date
 
 __all__ = [
     "get_ohlcv_with_cache",
     "read_cached",
     "repair_cache",
+    "forget",
     "data_dir",
     "period_to_ms",
     "PERIODS",
@@ -58,6 +65,21 @@ def _check_period(period: object) -> str:
     if period not in PERIODS:
         raise ValueError(f"unknown period {period!r}; expected one of {' '.join(PERIODS)}")
     return period
+
+
+def _slots(period: str, start: int, end: int) -> tuple[int, int]:
+    """The first candle time at or after ``start`` and the number of candles up to ``end``
+    (inclusive): ``end_time`` as the ``count`` the cache works with."""
+    first = _core.period_floor(period, start)
+    if first < start:
+        first = _core.period_add(period, first, 1)
+    last = _core.period_floor(period, end)
+    if last < first:
+        return first, 0
+    if period == "1M":
+        a, b = (datetime.fromtimestamp(t / 1000, timezone.utc) for t in (first, last))
+        return first, (b.year - a.year) * 12 + b.month - a.month + 1
+    return first, (last - first) // _core.period_ms(period) + 1
 
 
 def _check_int(name: str, value: object) -> int:
@@ -134,12 +156,13 @@ def get_ohlcv_with_cache(
     base_dir: str | os.PathLike[str],
     symbol: str,
     period: str,
-    start_time: int,
-    count: int,
-    fetch_callback: Callable[..., Any],
+    start_time: TimeLike,
+    count: int | None = None,
+    fetch_callback: Callable[..., Any] | None = None,
     fetch_callback_params: Mapping[str, Any] | None = {},  # noqa: B006 - the original signature
     enable_cache: bool = True,
     *,
+    end_time: TimeLike | None = None,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     durable: bool = False,
     progress: bool | None = None,
@@ -147,7 +170,8 @@ def get_ohlcv_with_cache(
     """OHLCV candles from the cache in ``base_dir``, fetching only what it does not cover.
 
     Returns the candles with ``start_time <= time <= start_time + (count - 1) * period``
-    (``1M`` steps by calendar month) as a polars DataFrame sorted and unique on ``time``:
+    (``1M`` steps by calendar month), or ``start_time <= time <= end_time`` when ``end_time``
+    is given instead of ``count``, as a polars DataFrame sorted and unique on ``time``:
     ``time`` Int64 epoch ms, ``open high low close volume`` Float64, plus any other numeric
     columns the callback returned.
 
@@ -156,17 +180,25 @@ def get_ohlcv_with_cache(
     return ccxt's list of ``[ms, open, high, low, close, volume]`` rows, a polars or pandas
     DataFrame with a ``time`` column, or a pyarrow Table. It may return fewer rows than
     ``limit``: the fetch continues after the last candle returned until the range is covered
-    or the callback returns nothing. Ranges answered empty (before a listing, a maintenance
-    window, after a delisting) are remembered and never asked again. A candle still forming
-    is returned but fetched again next time. An exception from the callback propagates
-    unchanged; what was fetched before it is kept.
+    or the callback returns nothing. Gaps before a listing or in a maintenance window are
+    settled by the candles after them. A range the callback answers with nothing (after a
+    delisting, or a callback returning ``[]`` on a network error) is trusted for an hour, then
+    asked once more; a second empty answer is trusted for good (``forget`` undoes either at
+    once). A candle still forming is returned but fetched again next time. An exception from
+    the callback propagates unchanged (prefer that to returning ``[]``); what was fetched
+    before it is kept.
 
     Args:
         base_dir: cache root (``str`` or ``pathlib.Path``); one folder per symbol and period.
         symbol: market symbol, e.g. ``"BTC/USDT"``.
         period: one of ``1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M``.
-        start_time: first candle time, epoch ms (need not be aligned to the period).
-        count: number of periods from ``start_time``.
+        start_time: first candle time (need not be aligned to the period): epoch ms (``int``,
+            or a ``float`` whose fraction is dropped), ``datetime`` (naive means UTC), ``date``
+            (midnight UTC), an ISO-8601 string such as ``"2024-01-01T00:00:00Z"``,
+            ``numpy.datetime64`` or ``pandas.Timestamp``. Numbers that look like seconds,
+            microseconds or nanoseconds raise ``ValueError`` showing the milliseconds meant.
+        count: number of periods from ``start_time``; or give ``end_time`` instead.
+        end_time: last candle time to return (inclusive), in any form ``start_time`` takes.
         fetch_callback: ``(symbol, period, since_ms, limit, **params) -> rows``.
         fetch_callback_params: extra keyword arguments for the callback.
         enable_cache: ``False`` fetches the whole range, stores it, and returns what was fetched.
@@ -185,9 +217,14 @@ def get_ohlcv_with_cache(
         ... )  # doctest: +SKIP
         >>> df.columns  # doctest: +SKIP
         ['time', 'open', 'high', 'low', 'close', 'volume']
+        >>> week = candlecache.get_ohlcv_with_cache(
+        ...     "~/.cache/candles", "BTC/USDT", "1h", "2024-01-01",
+        ...     fetch_callback=ex.fetch_ohlcv, end_time="2024-01-07T23:00:00Z",
+        ... )  # doctest: +SKIP
 
     Raises:
-        ValueError: unknown period, negative count.
+        ValueError: unknown period, negative count, both or neither of ``count`` and
+            ``end_time``, a time in seconds/µs/ns or an unreadable time string.
         TypeError: wrong argument types; a callback returning an unsupported type.
         candlecache.CallbackError: the callback returned rows before ``since`` or unaligned times.
         candlecache.Timeout: the folder lock was held longer than ``lock_timeout``.
@@ -197,10 +234,31 @@ def get_ohlcv_with_cache(
     if not isinstance(symbol, str) or not symbol:
         raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
     period = _check_period(period)
-    start_time = _check_int("start_time", start_time)
-    count = _check_int("count", count)
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
+    start_time = to_ms("start_time", start_time)
+    if (count is None) == (end_time is None):
+        raise TypeError(
+            "give either count (number of candles) or end_time (last candle time), not "
+            + ("both" if count is not None else "neither")
+        )
+    if count is not None:
+        count = _check_int("count", count)
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        last = start_time + (count - 1) * _core.period_ms(period)
+        if count > 0 and abs(last) >= 10**14:
+            raise ValueError(
+                f"count={count} {period} candles from {describe_ms(start_time)} reach past the year 5000; "
+                "ask for a smaller count"
+            )
+    else:
+        end = to_ms("end_time", end_time)
+        if end < start_time:
+            raise ValueError(
+                f"end_time {describe_ms(end)} is before start_time {describe_ms(start_time)}"
+            )
+        start_time, count = _slots(period, start_time, end)
+    if fetch_callback is None:
+        raise TypeError("fetch_callback is required: (symbol, period, since_ms, limit, **params) -> rows")
     if not callable(fetch_callback):
         raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
     if fetch_callback_params is None:
@@ -238,19 +296,60 @@ def read_cached(
     base_dir: str | os.PathLike[str],
     symbol: str,
     period: str,
-    start_time: int | None = None,
-    end_time: int | None = None,
+    start_time: TimeLike | None = None,
+    end_time: TimeLike | None = None,
 ) -> pl.DataFrame:
     """What the cache holds for ``start_time <= time <= end_time`` (inclusive), without fetching.
+
+    Times take the forms ``get_ohlcv_with_cache`` accepts (epoch ms, ``datetime``, ISO strings…).
 
     >>> read_cached("cache", "BTC/USDT", "1h", 0, 0).height  # doctest: +SKIP
     0
     """
     _check_period(period)
     path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
-    start = None if start_time is None else _check_int("start_time", start_time)
-    end = None if end_time is None else _check_int("end_time", end_time)
+    start = None if start_time is None else to_ms("start_time", start_time)
+    end = None if end_time is None else to_ms("end_time", end_time)
     return pl.DataFrame(_core.read_range(path, start, end))
+
+
+def forget(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    start_time: TimeLike | None = None,
+    end_time: TimeLike | None = None,
+    *,
+    drop_rows: bool = False,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    durable: bool = False,
+) -> int:
+    """Forget what the cache knows of the candles with ``start_time <= time <= end_time``
+    (everything when both are omitted), so the next call that asks for them fetches them again.
+
+    Use it when the exchange (or your callback) gave a wrong answer: a callback that returned
+    ``[]`` during an outage, or one that ignored ``since``. With ``drop_rows=True`` the stored
+    candles of the range are removed too (otherwise they stay readable through
+    ``read_cached`` and are replaced by the next fetch). Crash-safe: coverage is dropped
+    before rows, so an interruption never leaves a range marked covered without its candles.
+    Returns the number of candles removed (0 without ``drop_rows``).
+
+    >>> candlecache.forget("~/.cache/candles", "BTC/USDT", "1h", "2024-03-01", "2024-03-02")  # doctest: +SKIP
+    0
+    """
+    period = _check_period(period)
+    if not isinstance(symbol, str) or not symbol:
+        raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
+    path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
+    lo, hi = -(2**63), 2**63 - 1
+    if start_time is not None:
+        lo = _slots(period, to_ms("start_time", start_time), to_ms("start_time", start_time))[0]
+    if end_time is not None:
+        end = to_ms("end_time", end_time)
+        if start_time is not None and end < to_ms("start_time", start_time):
+            raise ValueError(f"end_time {describe_ms(end)} is before start_time")
+        hi = _core.period_add(period, _core.period_floor(period, end), 1)
+    return _core.forget(path, period, lo, hi, bool(drop_rows), bool(durable), lock_timeout)
 
 
 def repair_cache(

@@ -91,20 +91,20 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
     let (lo, hi) = (req.start_time, end_time.saturating_add(1));
     if req.enable_cache {
         // Fully cached reads take no lock: every file change is an atomic rename.
-        let covered = log::coverage(&req.dir, &req.period)?;
-        if to_fetch(req, &covered, first, end)?.is_empty() {
+        let known = log::coverage_at(&req.dir, &req.period, req.now_ms)?;
+        if to_fetch(req, &known.covered, first, end)?.is_empty() {
             return store::read_range(&req.dir, lo, hi);
         }
     }
     let fetched = {
         let _guard = lock(&req.dir, req.lock_timeout)?;
-        let missing = if req.enable_cache {
-            let covered = log::coverage(&req.dir, &req.period)?;
-            to_fetch(req, &covered, first, end)?
+        let known = if req.enable_cache {
+            log::coverage_at(&req.dir, &req.period, req.now_ms)?
         } else {
-            to_fetch(req, &Ranges::new(), first, end)?
+            log::Coverage::default()
         };
-        let mut run = Run::new(req);
+        let missing = to_fetch(req, &known.covered, first, end)?;
+        let mut run = Run::new(req, known.confirm);
         let outcome = run.fetch_all(&missing, fetcher);
         let flushed = run.flush();
         outcome?;
@@ -140,12 +140,16 @@ struct Run<'a> {
     pending_rows: usize,
     claims: Ranges,
     claim_rows: i64,
+    /// Ranges answered empty once before, long enough ago: an empty answer there confirms.
+    confirm: Ranges,
+    /// Ranges answered empty for the first time (written as unconfirmed lines).
+    unconfirmed: Ranges,
     /// With `enable_cache=False`, what was fetched is what is returned.
     returned: Vec<RecordBatch>,
 }
 
 impl<'a> Run<'a> {
-    fn new(req: &'a Request) -> Self {
+    fn new(req: &'a Request, confirm: Ranges) -> Self {
         Run {
             req,
             final_end: log::final_end(&req.period, req.now_ms).unwrap_or(i64::MIN),
@@ -155,6 +159,8 @@ impl<'a> Run<'a> {
             pending_rows: 0,
             claims: Ranges::new(),
             claim_rows: 0,
+            confirm,
+            unconfirmed: Ranges::new(),
             returned: Vec::new(),
         }
     }
@@ -176,7 +182,7 @@ impl<'a> Run<'a> {
                 let Some(&last) = t.last() else {
                     // Nothing at or after `cursor`: the rest of the range has no candles,
                     // as far as its settled part goes.
-                    self.claim(cursor, b.min(self.empty_end), 0);
+                    self.claim_empty(cursor, b.min(self.empty_end));
                     break;
                 };
                 let in_range = frame::slice_sorted(&rows, cursor, b);
@@ -233,6 +239,27 @@ impl<'a> Run<'a> {
         self.claim_rows += rows;
     }
 
+    /// Record that `[a, b)` was answered empty: confirmed where it had been answered empty
+    /// before (long enough ago), unconfirmed elsewhere.
+    fn claim_empty(&mut self, a: i64, b: i64) {
+        let b = b.min(self.final_end);
+        if a >= b {
+            return;
+        }
+        let again: Ranges = self
+            .confirm
+            .as_slice()
+            .iter()
+            .map(|&(x, y)| (x.max(a), y.min(b)))
+            .collect();
+        for &(x, y) in again.as_slice() {
+            self.claims.insert(x, y);
+        }
+        for (x, y) in again.missing(a, b) {
+            self.unconfirmed.insert(x, y);
+        }
+    }
+
     fn keep(&mut self, rows: RecordBatch) -> Result<()> {
         if rows.num_rows() == 0 {
             return Ok(());
@@ -272,7 +299,13 @@ impl<'a> Run<'a> {
             log::append(&self.req.dir, &entry, self.req.durable)?;
         }
         self.claim_rows = 0;
-        if self.req.durable && !spans.is_empty() {
+        let first_time = std::mem::take(&mut self.unconfirmed);
+        for &(a, b) in first_time.as_slice() {
+            let entry =
+                log::entry_for(&self.req.period, a, b, 0, self.req.now_ms, log::UNCONFIRMED)?;
+            log::append(&self.req.dir, &entry, self.req.durable)?;
+        }
+        if self.req.durable && !(spans.is_empty() && first_time.is_empty()) {
             fsio::fsync_dir(&self.req.dir)?;
         }
         Ok(())
@@ -293,6 +326,8 @@ mod tests {
         calls: Vec<(i64, i64)>,
         now: i64,
         fail_after: Option<usize>,
+        /// Answer `[]` (as a callback that swallows network errors does).
+        outage: bool,
     }
 
     impl Fetcher for Fake {
@@ -302,6 +337,9 @@ mod tests {
                 return Err(OhlcvError::Callback("boom".into()));
             }
             let mut rows = Vec::new();
+            if self.outage {
+                return Ok(frame::from_rows(&rows));
+            }
             let mut t = self.period.ceil(since.max(self.listed)).unwrap();
             while (rows.len() as i64) < limit.min(self.cap) && t < self.delisted && t <= self.now {
                 if !(self.gap.0 <= t && t < self.gap.1) {
@@ -327,6 +365,7 @@ mod tests {
             calls: Vec::new(),
             now: 200_000 * M,
             fail_after: None,
+            outage: false,
         };
         let req = Request {
             dir: dir.path().join("X_1m"),
@@ -371,6 +410,45 @@ mod tests {
         assert_eq!(n(&get(&req, &mut fake).unwrap()), 0);
         req.start_time = 99_990 * M;
         assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        assert_eq!(fake.calls.len(), calls);
+    }
+
+    #[test]
+    fn an_empty_answer_is_asked_once_more_after_an_hour_then_trusted() {
+        let (_d, mut fake, mut req) = setup();
+        req.start_time = 99_990 * M; // the symbol was delisted at minute 100,000
+        req.count = 100;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        let calls = fake.calls.len();
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        assert_eq!(fake.calls.len(), calls, "asked again within the hour");
+        req.now_ms += log::EMPTY_CONFIRM_MS;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        assert_eq!(fake.calls.len(), calls + 1, "not asked to confirm");
+        assert_eq!(fake.calls.last(), Some(&(100_000 * M, 90)));
+        req.now_ms += 10 * log::EMPTY_CONFIRM_MS;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        assert_eq!(fake.calls.len(), calls + 1, "asked after the confirmation");
+        // Compacting the log keeps what is confirmed and what is not.
+        log::compact(&req.dir, &req.period, false, true).unwrap();
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 10);
+        assert_eq!(fake.calls.len(), calls + 1);
+    }
+
+    #[test]
+    fn a_range_answered_empty_during_an_outage_is_filled_later() {
+        let (_d, mut fake, mut req) = setup();
+        req.start_time = 1000 * M;
+        req.count = 100;
+        fake.outage = true;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 0);
+        fake.outage = false;
+        log::compact(&req.dir, &req.period, false, true).unwrap();
+        req.now_ms += log::EMPTY_CONFIRM_MS;
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 100);
+        req.now_ms += 10 * log::EMPTY_CONFIRM_MS;
+        let calls = fake.calls.len();
+        assert_eq!(n(&get(&req, &mut fake).unwrap()), 100);
         assert_eq!(fake.calls.len(), calls);
     }
 

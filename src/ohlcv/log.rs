@@ -9,6 +9,13 @@
 //!
 //! Candles that had not closed at `fetch_time` are not covered by the line: that is how a
 //! still-forming candle written by the original tool gets refetched.
+//!
+//! An empty answer is trusted for good only once confirmed. The first one for a range is
+//! written with `source` [`UNCONFIRMED`]: it counts as covered for [`EMPTY_CONFIRM_MS`], then
+//! the range is asked once more, and a second empty answer is written as an ordinary
+//! `count: 0` line. A callback that returned `[]` during an outage therefore blanks the
+//! range for an hour at most, and a real gap (after a delisting) costs one extra request,
+//! once. (The original tool ignores `source`, so to it such a line is plain coverage.)
 
 use std::collections::HashMap;
 use std::fs;
@@ -33,6 +40,12 @@ pub const GRACE_MS: i64 = 2_000;
 /// Rewrite the log once it holds this many more lines than merged ranges.
 const COMPACT_SLACK: usize = 64;
 
+/// The `source` of a line recording a range answered empty once, not yet confirmed.
+pub const UNCONFIRMED: &str = "api:unconfirmed-empty";
+
+/// How long a range answered empty once is trusted before it is asked again.
+pub const EMPTY_CONFIRM_MS: i64 = 3_600_000;
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Entry {
     pub fetch_time: String,
@@ -43,6 +56,10 @@ pub struct Entry {
 }
 
 impl Entry {
+    pub fn unconfirmed(&self) -> bool {
+        self.source == UNCONFIRMED
+    }
+
     /// The half-open span this line covers for `period`, or None if it covers nothing.
     pub fn coverage(&self, period: &Period) -> Option<(i64, i64)> {
         let start = period.ceil(self.data_start).ok()?;
@@ -136,12 +153,45 @@ pub fn read_entries(dir: &Path) -> Result<Parsed> {
     Ok(entries)
 }
 
-/// The union of what the log covers for `period`.
+/// The union of what the log covers for `period`, unconfirmed empty answers included (what
+/// the lines say, as the original tool reads them).
 pub fn coverage(dir: &Path, period: &Period) -> Result<Ranges> {
     Ok(read_entries(dir)?
         .iter()
         .filter_map(|e| e.coverage(period))
         .collect())
+}
+
+/// What the log covers at `now_ms`, and what is due to be confirmed.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage {
+    /// Trusted: answered with rows, confirmed empty, or answered empty less than
+    /// [`EMPTY_CONFIRM_MS`] ago.
+    pub covered: Ranges,
+    /// Answered empty once, long enough ago to be asked again; a second empty answer there
+    /// confirms it.
+    pub confirm: Ranges,
+}
+
+pub fn coverage_at(dir: &Path, period: &Period, now_ms: i64) -> Result<Coverage> {
+    let mut covered = Ranges::new();
+    let mut due = Vec::new();
+    for e in read_entries(dir)?.iter() {
+        let Some((a, b)) = e.coverage(period) else {
+            continue;
+        };
+        let fetched = parse_iso_ms(&e.fetch_time).unwrap_or(i64::MIN);
+        if e.unconfirmed() && now_ms.saturating_sub(fetched) >= EMPTY_CONFIRM_MS {
+            due.push((a, b));
+        } else {
+            covered.insert(a, b);
+        }
+    }
+    let confirm = due
+        .into_iter()
+        .flat_map(|(a, b)| covered.missing(a, b))
+        .collect();
+    Ok(Coverage { covered, confirm })
 }
 
 fn to_line(entry: &Entry) -> Vec<u8> {
@@ -185,6 +235,31 @@ pub fn uncover(dir: &Path, period: &Period, holes: &[(i64, i64)], durable: bool)
     rewrite(dir, period, holes, durable, true).map(|_| ())
 }
 
+/// `(start, end, count, fetched_ms)` spans without the parts inside `holes`.
+fn cut(spans: Vec<Span>, holes: &Ranges) -> Vec<Span> {
+    if holes.is_empty() {
+        return spans;
+    }
+    spans
+        .into_iter()
+        .flat_map(|(a, b, count, fetched)| {
+            // Keep the parts of [a, b) that no hole touches.
+            let inside: Ranges = holes
+                .as_slice()
+                .iter()
+                .map(|&(h0, h1)| (h0.max(a), h1.min(b)))
+                .collect();
+            inside
+                .missing(a, b)
+                .into_iter()
+                .map(move |(x, y)| (x, y, count, fetched))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+type Span = (i64, i64, i64, i64);
+
 fn rewrite(
     dir: &Path,
     period: &Period,
@@ -193,34 +268,21 @@ fn rewrite(
     force: bool,
 ) -> Result<bool> {
     let entries = read_entries(dir)?;
-    let mut spans: Vec<(i64, i64, i64, i64)> = entries
-        .iter()
-        .filter_map(|e| {
-            let (a, b) = e.coverage(period)?;
-            Some((a, b, e.count, parse_iso_ms(&e.fetch_time).unwrap_or(0)))
-        })
-        .collect();
-    if !holes.is_empty() {
-        let holes: Ranges = holes.iter().copied().collect();
-        spans = spans
-            .into_iter()
-            .flat_map(|(a, b, count, fetched)| {
-                // Keep the parts of [a, b) that no hole touches.
-                let inside: Ranges = holes
-                    .as_slice()
-                    .iter()
-                    .map(|&(h0, h1)| (h0.max(a), h1.min(b)))
-                    .collect();
-                inside
-                    .missing(a, b)
-                    .into_iter()
-                    .map(move |(x, y)| (x, y, count, fetched))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-    }
+    let span = |e: &Entry| {
+        let (a, b) = e.coverage(period)?;
+        Some((a, b, e.count, parse_iso_ms(&e.fetch_time).unwrap_or(0)))
+    };
+    let holes: Ranges = holes.iter().copied().collect();
+    let mut spans = cut(
+        entries
+            .iter()
+            .filter(|e| !e.unconfirmed())
+            .filter_map(span)
+            .collect(),
+        &holes,
+    );
     spans.sort_unstable();
-    let mut merged: Vec<(i64, i64, i64, i64)> = Vec::new();
+    let mut merged: Vec<Span> = Vec::new();
     for (a, b, count, fetched) in spans {
         match merged.last_mut() {
             Some(last) if a <= last.1 => {
@@ -231,29 +293,51 @@ fn rewrite(
             _ => merged.push((a, b, count, fetched)),
         }
     }
-    if !force && entries.len() <= merged.len() + COMPACT_SLACK {
+    // Unconfirmed empty answers keep their own lines and times (their confirmation is due an
+    // hour after them), without the parts confirmed or answered since.
+    let settled: Ranges = merged.iter().map(|&(a, b, _, _)| (a, b)).collect();
+    let mut pending = cut(
+        entries
+            .iter()
+            .filter(|e| e.unconfirmed())
+            .filter_map(span)
+            .collect(),
+        &holes,
+    );
+    pending = cut(pending, &settled);
+    pending.sort_unstable();
+    pending.dedup();
+    if !force && entries.len() <= merged.len() + pending.len() + COMPACT_SLACK {
         return Ok(false);
     }
-    write_spans(dir, period, merged, "compacted", durable)?;
+    let mut out = span_lines(period, merged, "compacted")?;
+    out.extend(span_lines(period, pending, UNCONFIRMED)?);
+    fsio::atomic_write(&log_path(dir), durable, |f| f.write_all(&out))?;
     Ok(true)
 }
 
-/// Replace the log with one line per `(start, end, count, fetched_ms)` span, tagged `source`.
-pub fn write_spans(
-    dir: &Path,
-    period: &Period,
-    merged: Vec<(i64, i64, i64, i64)>,
-    source: &str,
-    durable: bool,
-) -> Result<()> {
+/// One line per `(start, end, count, fetched_ms)` span, tagged `source`.
+fn span_lines(period: &Period, spans: Vec<Span>, source: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    for (a, b, count, fetched) in merged {
+    for (a, b, count, fetched) in spans {
         let mut entry = entry_for(period, a, b, count, fetched, source)?;
         if fetched == 0 {
             entry.fetch_time = String::new();
         }
         out.extend(to_line(&entry));
     }
+    Ok(out)
+}
+
+/// Replace the log with one line per `(start, end, count, fetched_ms)` span, tagged `source`.
+pub fn write_spans(
+    dir: &Path,
+    period: &Period,
+    merged: Vec<Span>,
+    source: &str,
+    durable: bool,
+) -> Result<()> {
+    let out = span_lines(period, merged, source)?;
     fsio::atomic_write(&log_path(dir), durable, |f| f.write_all(&out))?;
     Ok(())
 }

@@ -47,6 +47,25 @@ pub fn repair(dir: &Path, period: &Period, durable: bool) -> Result<Vec<PathBuf>
     Ok(moved.into_iter().map(|(p, _)| p).collect())
 }
 
+/// Forget `[lo, hi)`: drop its coverage, so it is fetched again when asked for, and with
+/// `drop_rows` its stored rows. Coverage goes first: a crash in between leaves rows that the
+/// next fetch replaces, never coverage without its rows. Returns the rows dropped. The caller
+/// holds the folder lock.
+pub fn forget(
+    dir: &Path,
+    period: &Period,
+    lo: i64,
+    hi: i64,
+    drop_rows: bool,
+    durable: bool,
+) -> Result<usize> {
+    log::uncover(dir, period, &[(lo, hi)], durable)?;
+    if drop_rows {
+        return store::drop_range(dir, lo, hi, durable);
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,6 +378,67 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     remove(hit_deltas.into_iter().map(|d| d.path))
 }
 
+/// Remove the stored rows with `lo <= time < hi`; returns how many. Each partition touched is
+/// folded into a new main file (atomically, marked as superseding its deltas) without them.
+/// The caller holds the folder lock.
+pub fn drop_range(dir: &Path, lo: i64, hi: i64, durable: bool) -> Result<usize> {
+    let all = list(dir)?;
+    let stale = superseded(&all)?;
+    let mut keys: Vec<String> = all
+        .iter()
+        .filter(|f| !stale.contains(&f.path) && overlaps(f, lo, hi))
+        .filter_map(|f| f.key.clone())
+        .collect();
+    keys.dedup();
+    let mut dropped = 0;
+    for key in keys {
+        let group: Vec<&DataFile> = all
+            .iter()
+            .filter(|f| f.key.as_deref() == Some(key.as_str()) && !stale.contains(&f.path))
+            .collect();
+        let main = group.iter().find(|f| f.seq == 0).copied();
+        let deltas: Vec<DataFile> = group
+            .iter()
+            .filter(|f| f.seq > 0)
+            .map(|f| (*f).clone())
+            .collect();
+        let mut pieces = Vec::new();
+        if let Some(m) = main {
+            pieces.extend(read_all(m)?.into_iter().map(|b| (0, b)));
+        }
+        for d in &deltas {
+            pieces.extend(read_all(d)?.into_iter().map(|b| (d.seq, b)));
+        }
+        let merged = frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e))?;
+        let mut kept = Vec::new();
+        for b in &merged {
+            let before = frame::slice_sorted(b, i64::MIN, lo);
+            let after = frame::slice_sorted(b, hi, i64::MAX);
+            dropped += b.num_rows() - before.num_rows() - after.num_rows();
+            kept.extend([before, after].into_iter().filter(|x| x.num_rows() > 0));
+        }
+        let through = match main {
+            Some(m) => parquet_file::open(&m.path)?
+                .and_then(|(_, i)| {
+                    i.kv.get(COMPACTED_THROUGH)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .unwrap_or(0),
+            None => 0,
+        };
+        let through = deltas.iter().map(|d| d.seq).max().unwrap_or(0).max(through);
+        let kv = if through > 0 {
+            vec![(COMPACTED_THROUGH.to_owned(), through.to_string())]
+        } else {
+            Vec::new()
+        };
+        let main_path = dir.join(format!("{key}.parquet"));
+        parquet_file::write(&main_path, &kept, kv, durable)?;
+        remove(deltas.iter().map(|d| d.path.clone()))?;
+    }
+    Ok(dropped)
+}
+
 /// Fold every delta (and `rows`, if any) into the partition's main file.
 fn compact(
     dir: &Path,

@@ -24,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ohlcv::coverage, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::rebuild_log, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::repair, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::forget, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::hold_lock, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::ranges_missing, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::ranges_union, m)?)?;

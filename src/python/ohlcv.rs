@@ -324,6 +324,33 @@ pub fn repair(
     .map_err(|e| to_py(py, e))
 }
 
+/// Forget `[lo, hi)` of a folder (its coverage, and with `drop_rows` its rows); returns the
+/// rows dropped. A folder that does not exist has nothing to forget.
+#[pyfunction]
+#[pyo3(signature = (data_dir, period_name, lo, hi, drop_rows=false, durable=false, lock_timeout=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn forget(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    period_name: &str,
+    lo: i64,
+    hi: i64,
+    drop_rows: bool,
+    durable: bool,
+    lock_timeout: Option<f64>,
+) -> PyResult<usize> {
+    let p = period(period_name)?;
+    let timeout = timeout(lock_timeout)?;
+    py.detach(|| {
+        if !data_dir.is_dir() {
+            return Ok(0);
+        }
+        let _guard = fetch::lock(&data_dir, timeout)?;
+        maintenance::forget(&data_dir, &p, lo, hi, drop_rows, durable)
+    })
+    .map_err(|e| to_py(py, e))
+}
+
 /// Take a folder's lock and hold it for `seconds` (for tests and maintenance scripts).
 #[pyfunction]
 #[pyo3(signature = (data_dir, seconds, lock_timeout=None))]

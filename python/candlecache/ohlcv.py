@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import operator
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -25,6 +28,8 @@ __all__ = [
     "read_cached",
     "repair_cache",
     "forget",
+    "coverage",
+    "holes",
     "data_dir",
     "period_to_ms",
     "PERIODS",
@@ -38,6 +43,10 @@ DEFAULT_LOCK_TIMEOUT = 600.0
 
 #: Show a progress bar (when ``progress=None``) for fetches of at least this many candles.
 _PROGRESS_MIN_SLOTS = 20_000
+
+#: INFO: each request to the exchange and a summary of each call that fetched; DEBUG: calls
+#: served from the cache. Silent unless the application configures logging.
+_log = logging.getLogger("candlecache")
 
 
 def period_to_ms(period: str) -> int:
@@ -56,7 +65,7 @@ def data_dir(base_dir: str | os.PathLike[str], symbol: str, period: str) -> Path
     'cache/BTC_USDT_USDT_1h'
     """
     safe = symbol.replace("/", "_").replace(":", "_")
-    return Path(base_dir) / f"{safe}_{period}"
+    return Path(base_dir).expanduser() / f"{safe}_{period}"
 
 
 def _check_period(period: object) -> str:
@@ -94,13 +103,28 @@ def _check_int(name: str, value: object) -> int:
 def _check_base_dir(base_dir: object) -> Path:
     if not isinstance(base_dir, (str, os.PathLike)):
         raise TypeError(f"base_dir must be a str or os.PathLike, got {type(base_dir).__name__}")
-    return Path(base_dir)
+    path = Path(base_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            20, "base_dir is a file, not a folder: pass the folder that holds (or will hold) the cache", str(path)
+        )
+    return path
+
+
+_ASYNC_HINT = (
+    "fetch_callback is asynchronous (e.g. a ccxt.async_support exchange's fetch_ohlcv); "
+    "use `await candlecache.get_ohlcv_with_cache_async(...)`, which takes the same arguments"
+)
 
 
 def _adapt(obj: Any) -> Any:
     """What a callback returned, as a list of rows or an object with ``__arrow_c_stream__``."""
     if isinstance(obj, (list, tuple, pl.DataFrame)):
         return obj
+    if inspect.isawaitable(obj):
+        if inspect.iscoroutine(obj):
+            obj.close()  # not awaited by anyone: close it rather than leave a warning
+        raise TypeError(_ASYNC_HINT)
     if isinstance(obj, pl.LazyFrame):
         return obj.collect()
     module = type(obj).__module__ or ""
@@ -121,13 +145,18 @@ def _adapt(obj: Any) -> Any:
     )
 
 
+_warned_no_tqdm = False
+
+
 class _Progress:
-    """A tqdm bar over candles fetched, opened only for long fetches."""
+    """A tqdm bar over candles fetched, opened only for long fetches; it leaves a one-line
+    summary on stderr when it closes."""
 
     def __init__(self, mode: bool | None, label: str) -> None:
         self.mode = mode
         self.label = label
         self.bar: Any = None
+        self.started = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
@@ -136,6 +165,10 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm  # type: ignore[import-untyped]
             except ImportError:
+                global _warned_no_tqdm
+                if self.mode and not _warned_no_tqdm:
+                    _warned_no_tqdm = True
+                    warnings.warn("progress=True needs tqdm: pip install tqdm", stacklevel=4)
                 self.mode = False
                 return
             self.bar = tqdm(total=total, unit="candle", desc=self.label, leave=False)
@@ -149,7 +182,31 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            done, total = self.bar.n, self.bar.total
             self.bar.close()
+            if sys.stderr is not None:
+                sys.stderr.write(
+                    f"{self.label}: {done:,} of {total:,} candles fetched in {time.monotonic() - self.started:.1f} s\n"
+                )
+
+
+class _Counted:
+    """The user's callback, logging each request and counting what came back."""
+
+    def __init__(self, callback: Callable[..., Any]) -> None:
+        self.callback = callback
+        self.requests = 0
+        self.rows = 0
+
+    def __call__(self, symbol: str, period: str, since: int, limit: int, **params: Any) -> Any:
+        self.requests += 1
+        _log.info("%s %s: asking from %s for up to %d candles", symbol, period, describe_ms(since), limit)
+        rows = self.callback(symbol, period, since, limit, **params)
+        try:
+            self.rows += len(rows)
+        except TypeError:
+            pass
+        return rows
 
 
 def get_ohlcv_with_cache(
@@ -261,6 +318,8 @@ def get_ohlcv_with_cache(
         raise TypeError("fetch_callback is required: (symbol, period, since_ms, limit, **params) -> rows")
     if not callable(fetch_callback):
         raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
+    if inspect.iscoroutinefunction(fetch_callback):
+        raise TypeError(_ASYNC_HINT)
     if fetch_callback_params is None:
         params: dict[str, Any] | None = None
     elif isinstance(fetch_callback_params, Mapping):
@@ -271,6 +330,7 @@ def get_ohlcv_with_cache(
         raise ValueError(f"lock_timeout must be None or a number of seconds >= 0, got {lock_timeout!r}")
     now_ms = int(time.time() * 1000)
     bar = _Progress(progress, f"{symbol} {period}")
+    counted = _Counted(fetch_callback)
     try:
         stream = _core.get_ohlcv(
             base,
@@ -278,7 +338,7 @@ def get_ohlcv_with_cache(
             period,
             start_time,
             count,
-            fetch_callback,
+            counted,
             params,
             bool(enable_cache),
             now_ms,
@@ -289,7 +349,16 @@ def get_ohlcv_with_cache(
         )
     finally:
         bar.close()
-    return pl.DataFrame(stream)
+    df = pl.DataFrame(stream)
+    if counted.requests:
+        _log.info(
+            "%s %s from %s, %d periods: %d candles returned; %d requests answered %d candles",
+            symbol, period, describe_ms(start_time), count, df.height, counted.requests, counted.rows,
+        )
+    else:
+        _log.debug("%s %s from %s, %d periods: %d candles from the cache", symbol, period,
+                   describe_ms(start_time), count, df.height)
+    return df
 
 
 def read_cached(
@@ -350,6 +419,44 @@ def forget(
             raise ValueError(f"end_time {describe_ms(end)} is before start_time")
         hi = _core.period_add(period, _core.period_floor(period, end), 1)
     return _core.forget(path, period, lo, hi, bool(drop_rows), bool(durable), lock_timeout)
+
+
+def coverage(base_dir: str | os.PathLike[str], symbol: str, period: str) -> list[tuple[int, int]]:
+    """The ranges the cache has answered, as sorted half-open ``(start_ms, end_ms)`` pairs:
+    every candle opening in ``start <= time < end`` was asked of the exchange, and what it
+    answered is stored (ranges answered empty included, so a covered range may hold no rows).
+
+    >>> candlecache.coverage("~/.cache/candles", "BTC/USDT", "1h")  # doctest: +SKIP
+    [(1704067200000, 1704672000000)]
+    """
+    period = _check_period(period)
+    path = data_dir(_check_base_dir(base_dir), symbol, period)
+    return [tuple(r) for r in _core.coverage(path, period)]  # type: ignore[misc]
+
+
+def holes(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    start_time: TimeLike,
+    end_time: TimeLike,
+) -> list[tuple[int, int]]:
+    """The half-open ``(start_ms, end_ms)`` ranges inside ``start_time <= time <= end_time``
+    that the cache has not answered: what a call for that range fetches (besides a range
+    answered empty once, which is asked again an hour later to confirm it).
+
+    >>> candlecache.holes("~/.cache/candles", "BTC/USDT", "1h", "2024-01-01", "2024-01-31")  # doctest: +SKIP
+    [(1704672000000, 1706745600000)]
+    """
+    period = _check_period(period)
+    start, end = to_ms("start_time", start_time), to_ms("end_time", end_time)
+    if end < start:
+        raise ValueError(f"end_time {describe_ms(end)} is before start_time {describe_ms(start)}")
+    first, n = _slots(period, start, end)
+    if n == 0:
+        return []
+    stop = _core.period_add(period, first, n)
+    return [tuple(r) for r in _core.ranges_missing(coverage(base_dir, symbol, period), first, stop)]  # type: ignore[misc]
 
 
 def repair_cache(

@@ -28,7 +28,10 @@ pub enum FsError {
         #[source]
         source: io::Error,
     },
-    #[error("lock {path} still held by another process after {waited:?}")]
+    #[error(
+        "lock {path} still held by another process after {:.1} s: it is writing there (a long fetch or a large write); wait and try again, or give a longer timeout",
+        waited.as_secs_f64()
+    )]
     Timeout { path: PathBuf, waited: Duration },
 }
 

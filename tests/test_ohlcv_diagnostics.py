@@ -98,3 +98,24 @@ def test_a_lock_timeout_says_how_long_and_what_to_do(tmp_path):
 
 def test_data_dir_expands_the_home_folder():
     assert candlecache.data_dir("~/candles", BTC, "1h") == Path.home() / "candles" / "BTC_USDT_1h"
+
+
+def test_an_exchange_id_beside_its_unified_symbol_warns_once(tmp_path):
+    import warnings
+
+    ex = MemoryExchange()
+    get_ohlcv_with_cache(tmp_path, BTC, "1h", T0, 24, ex.fetch_ohlcv)
+    with pytest.warns(UserWarning, match=r"'BTCUSDT' looks like an exchange's market id.*'BTC/USDT'"):
+        get_ohlcv_with_cache(tmp_path, "BTCUSDT", "1h", T0, 24, ex.fetch_ohlcv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_ohlcv_with_cache(tmp_path, "BTCUSDT", "1h", T0, 24, ex.fetch_ohlcv)  # once
+        get_ohlcv_with_cache(tmp_path, "ETHUSDT", "1h", T0, 24, ex.fetch_ohlcv)  # no unified form here
+        get_ohlcv_with_cache(tmp_path, "BTC/USDT:USDT", "1h", T0, 24, ex.fetch_ohlcv)
+
+
+def test_a_year_out_of_range_is_called_a_year(tmp_path):
+    with pytest.raises(ValueError, match="reach past the year 5000"):
+        get_ohlcv_with_cache(tmp_path, BTC, "1M", T0, 10**8, MemoryExchange().fetch_ohlcv)
+    with pytest.raises(ValueError, match=r"^year \d+ is outside the supported range of dates$"):
+        candlecache._core.period_add("1M", T0, 10**9)

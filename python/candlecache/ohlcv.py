@@ -76,6 +76,33 @@ def _check_period(period: object) -> str:
     return period
 
 
+_symbols_checked: set[tuple[str, str]] = set()
+
+
+def _warn_if_exchange_id(base: Path, symbol: str) -> None:
+    """Warn once when ``symbol`` looks like an exchange's market id (``BTCUSDT``) while the
+    same market's unified symbol (``BTC/USDT``) is cached in ``base``: the two would be cached
+    apart, each fetched in full."""
+    if not symbol.isalnum() or (str(base), symbol) in _symbols_checked:
+        return
+    _symbols_checked.add((str(base), symbol))
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in sorted(names):
+        parts = name.rsplit("_", 1)[0].split("_")
+        if len(parts) >= 2 and (parts[0] + parts[1]).upper() == symbol.upper():
+            unified = f"{parts[0]}/{parts[1]}" + (f":{parts[2]}" if len(parts) > 2 else "")
+            warnings.warn(
+                f"symbol {symbol!r} looks like an exchange's market id, and this cache also holds "
+                f"{unified!r} ({name}); the two are cached apart. Pass ccxt's unified symbol "
+                f"(market['symbol'], e.g. {unified!r}) to share one cache.",
+                stacklevel=3,
+            )
+            return
+
+
 def _slots(period: str, start: int, end: int) -> tuple[int, int]:
     """The first candle time at or after ``start`` and the number of candles up to ``end``
     (inclusive): ``end_time`` as the ``count`` the cache works with."""
@@ -320,6 +347,7 @@ def get_ohlcv_with_cache(
         raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
     if inspect.iscoroutinefunction(fetch_callback):
         raise TypeError(_ASYNC_HINT)
+    _warn_if_exchange_id(base, symbol)
     if fetch_callback_params is None:
         params: dict[str, Any] | None = None
     elif isinstance(fetch_callback_params, Mapping):

@@ -9,8 +9,10 @@ pub enum OhlcvError {
         "unknown period {0:?}; expected one of 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"
     )]
     UnknownPeriod(String),
-    #[error("time {0} is outside the supported range of dates")]
+    #[error("time {0} (epoch ms) is outside the supported range of dates")]
     TimeOutOfRange(i64),
+    #[error("year {0} is outside the supported range of dates")]
+    YearOutOfRange(i32),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error(transparent)]

@@ -216,7 +216,7 @@ fn month_start(y: i32, m: u32) -> Result<i64> {
     NaiveDate::from_ymd_opt(y, m, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|dt| dt.and_utc().timestamp_millis())
-        .ok_or(OhlcvError::TimeOutOfRange(y as i64))
+        .ok_or(OhlcvError::YearOutOfRange(y))
 }
 
 fn month_start_after(y: i32, m: u32) -> Result<i64> {

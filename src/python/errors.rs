@@ -54,6 +54,7 @@ pub fn to_py(py: Python<'_>, err: OhlcvError) -> PyErr {
     match err {
         OhlcvError::UnknownPeriod(_)
         | OhlcvError::TimeOutOfRange(_)
+        | OhlcvError::YearOutOfRange(_)
         | OhlcvError::InvalidArgument(_) => PyValueError::new_err(err.to_string()),
         OhlcvError::Fs(e) => fs_to_py(py, e),
         OhlcvError::Corrupted { .. } => raise(

@@ -1422,12 +1422,29 @@ pub(super) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Resu
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
-#[cfg(not(unix))]
-pub(super) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::io::Seek;
-    let mut f = file.try_clone()?;
-    f.seek(std::io::SeekFrom::Start(offset))?;
-    f.read_exact(buf)
+/// Windows has no `pread` that leaves the offset alone, but `seek_read` on a handle no other
+/// process shares (each opens its own) is positional enough.
+#[cfg(windows)]
+pub(super) fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "failed to fill whole buffer",
+                ));
+            }
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn put_payload(rowid: u64, r: &NewRow) -> Vec<u8> {

@@ -528,12 +528,15 @@ class FakeBinance:
 # --------------------------------------------------------------------------------------------
 
 
-def make_exchange(server_or_url, load_markets: bool = True):
-    """A real ccxt.binance whose every API url points at the fake server (spot markets only)."""
+def make_exchange(server_or_url, load_markets: bool = True, module=None):
+    """A real ccxt.binance whose every API url points at the fake server (spot markets only).
+    ``module=ccxt.async_support`` gives the async client (then markets are not loaded here:
+    ``await ex.load_markets()``)."""
     import ccxt
 
+    module = module or ccxt
     url = server_or_url if isinstance(server_or_url, str) else server_or_url.url
-    ex = ccxt.binance(
+    ex = module.binance(
         {
             "enableRateLimit": False,
             "timeout": 10_000,
@@ -549,7 +552,7 @@ def make_exchange(server_or_url, load_markets: bool = True):
     for name, value in list(api.items()):
         if isinstance(value, str):
             api[name] = url + urlsplit(value).path
-    if load_markets:
+    if load_markets and module is ccxt:
         ex.load_markets()
     return ex
 

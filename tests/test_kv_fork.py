@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
+from test_kv_multiprocess import append_line, run_procs
+from test_kv_multiprocess import read_lines as complete_lines
 
 IMPL = os.environ.get("CANDLECACHE_TEST_IMPL", "candlecache")
 lib = importlib.import_module(IMPL)
@@ -32,37 +34,6 @@ lib = importlib.import_module(IMPL)
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 
 FORK = multiprocessing.get_context("fork")
-
-
-def run_all(procs, timeout: float = 120.0) -> None:
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.1, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join()
-    assert not hung, f"{len(hung)} child process(es) hung"
-    codes = [p.exitcode for p in procs]
-    assert codes == [0] * len(procs), f"child exit codes {codes} (tracebacks above)"
-
-
-def append_line(path: str, line: str) -> None:
-    """One ``write`` with O_APPEND, so the file holds only complete acknowledgements."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def complete_lines(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [ln for ln in path.read_text().split("\n")[:-1] if ln]
-
 
 # -- handles inherited through fork() ---------------------------------------------------------
 
@@ -110,7 +81,7 @@ def test_forked_children_share_a_deque_each_item_popped_once(tmp_path):
     deque = lib.Deque(range(2000), directory=str(tmp_path / "dq"))
     assert deque[0] == 0 and len(deque) == 2000
     out = str(tmp_path / "popped.jsonl")
-    run_all([FORK.Process(target=_popleft_all, args=(deque, out)) for _ in range(N_CHILDREN)])
+    run_procs([FORK.Process(target=_popleft_all, args=(deque, out)) for _ in range(N_CHILDREN)])
     popped = [x for line in complete_lines(Path(out)) for x in json.loads(line)]
     assert sorted(popped) == list(range(2000)), "an item was lost or popped twice"
     assert len(deque) == 0
@@ -124,7 +95,7 @@ def _append_many(deque, wid, n):
 def test_forked_children_append_to_a_deque_nothing_lost(tmp_path):
     deque = lib.Deque(directory=str(tmp_path / "dq"))
     deque.append(("parent", -1))
-    run_all([FORK.Process(target=_append_many, args=(deque, w, 250)) for w in range(N_CHILDREN)])
+    run_procs([FORK.Process(target=_append_many, args=(deque, w, 250)) for w in range(N_CHILDREN)])
     items = list(deque)
     assert len(items) == 1 + N_CHILDREN * 250
     for w in range(N_CHILDREN):
@@ -142,7 +113,7 @@ def _index_add(index, n):
 def test_forked_children_update_an_index_in_transactions_exactly(tmp_path):
     index = lib.Index(str(tmp_path / "ix"), {"total": 0})
     assert index["total"] == 0
-    run_all([FORK.Process(target=_index_add, args=(index, 200)) for _ in range(N_CHILDREN)])
+    run_procs([FORK.Process(target=_index_add, args=(index, 200)) for _ in range(N_CHILDREN)])
     assert index["total"] == N_CHILDREN * 200
     assert len(index) == 1 + N_CHILDREN * 200
 

@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 import warnings
-from urllib.parse import urlsplit
 
 import pytest
 from polars.testing import assert_frame_equal
@@ -25,33 +24,11 @@ BTC = "BTC/USDT"
 T = ms(2023, 1, 1)
 
 
-@pytest.fixture
-def fake_binance():
-    server = fb.FakeBinance().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from test_ccxt_exchange import fake_binance  # noqa: E402,F401 - the fixture
 
 
 async def async_exchange(server):
-    """A real ccxt.async_support.binance pointed at the fake server (as fake_binance.make_exchange)."""
-    ex = ccxt_async.binance(
-        {
-            "enableRateLimit": False,
-            "timeout": 10_000,
-            "options": {
-                "fetchMarkets": {"types": ["spot"]},
-                "fetchMargins": False,
-                "fetchCurrencies": False,
-                "adjustForTimeDifference": False,
-            },
-        }
-    )
-    api = ex.urls["api"]
-    for name, value in list(api.items()):
-        if isinstance(value, str):
-            api[name] = server.url + urlsplit(value).path
+    ex = fb.make_exchange(server, module=ccxt_async)
     await ex.load_markets()
     return ex
 

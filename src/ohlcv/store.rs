@@ -298,15 +298,7 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
         .collect();
     let main = group.iter().find(|f| f.seq == 0).cloned();
     let deltas: Vec<DataFile> = group.iter().filter(|f| f.seq > 0).cloned().collect();
-    let through = match &main {
-        Some(m) => parquet_file::open(&m.path)?
-            .and_then(|(_, i)| {
-                i.kv.get(COMPACTED_THROUGH)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .unwrap_or(0),
-        None => 0,
-    };
+    let through = compacted_through(main.as_ref())?;
     let next_seq = deltas.iter().map(|d| d.seq).max().unwrap_or(0).max(through) + 1;
     let main_path = dir.join(format!("{key}.parquet"));
 
@@ -378,6 +370,19 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     remove(hit_deltas.into_iter().map(|d| d.path))
 }
 
+/// The highest delta sequence number a main file says it has folded in (0 without one).
+fn compacted_through(main: Option<&DataFile>) -> Result<u64> {
+    let Some(m) = main else {
+        return Ok(0);
+    };
+    Ok(parquet_file::open(&m.path)?
+        .and_then(|(_, i)| {
+            i.kv.get(COMPACTED_THROUGH)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0))
+}
+
 /// Remove the stored rows with `lo <= time < hi`; returns how many. Each partition touched is
 /// folded into a new main file (atomically, marked as superseding its deltas) without them.
 /// The caller holds the folder lock.
@@ -417,16 +422,12 @@ pub fn drop_range(dir: &Path, lo: i64, hi: i64, durable: bool) -> Result<usize> 
             dropped += b.num_rows() - before.num_rows() - after.num_rows();
             kept.extend([before, after].into_iter().filter(|x| x.num_rows() > 0));
         }
-        let through = match main {
-            Some(m) => parquet_file::open(&m.path)?
-                .and_then(|(_, i)| {
-                    i.kv.get(COMPACTED_THROUGH)
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
-                .unwrap_or(0),
-            None => 0,
-        };
-        let through = deltas.iter().map(|d| d.seq).max().unwrap_or(0).max(through);
+        let through = deltas
+            .iter()
+            .map(|d| d.seq)
+            .max()
+            .unwrap_or(0)
+            .max(compacted_through(main)?);
         let kv = if through > 0 {
             vec![(COMPACTED_THROUGH.to_owned(), through.to_string())]
         } else {

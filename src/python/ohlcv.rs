@@ -1,7 +1,7 @@
 //! Bindings of the market-data cache. The GIL is released for all disk and CPU work and
 //! taken back only to call the user's callback and to build results.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -155,7 +155,7 @@ pub fn read_range(
 /// Take the folder lock unless the caller already coordinates writers itself, as the
 /// original tool's `save_ohlcv` callers do (they hold `FileLock(".lock")` around it).
 fn maybe_lock(
-    dir: &std::path::Path,
+    dir: &Path,
     lock: bool,
     timeout: Option<Duration>,
 ) -> crate::ohlcv::Result<Option<crate::fsio::FolderLock>> {
@@ -291,13 +291,27 @@ pub fn rebuild_log(
     lock_timeout: Option<f64>,
 ) -> PyResult<usize> {
     let p = period(period_name)?;
+    on_folder(py, &data_dir, lock, lock_timeout, || {
+        maintenance::rebuild_log(&data_dir, &p, now_ms, durable)
+    })
+}
+
+/// Run maintenance `f` on an existing folder under its lock (`lock=false`: the caller holds
+/// it), without the GIL; a folder that does not exist is left alone and gives the default.
+fn on_folder<R: Default + Send>(
+    py: Python<'_>,
+    data_dir: &Path,
+    lock: bool,
+    lock_timeout: Option<f64>,
+    f: impl FnOnce() -> crate::ohlcv::Result<R> + Send,
+) -> PyResult<R> {
     let timeout = timeout(lock_timeout)?;
     py.detach(|| {
         if !data_dir.is_dir() {
-            return Ok(0);
+            return Ok(R::default());
         }
-        let _guard = maybe_lock(&data_dir, lock, timeout)?;
-        maintenance::rebuild_log(&data_dir, &p, now_ms, durable)
+        let _guard = maybe_lock(data_dir, lock, timeout)?;
+        f()
     })
     .map_err(|e| to_py(py, e))
 }
@@ -313,15 +327,9 @@ pub fn repair(
     lock_timeout: Option<f64>,
 ) -> PyResult<Vec<PathBuf>> {
     let p = period(period_name)?;
-    let timeout = timeout(lock_timeout)?;
-    py.detach(|| {
-        if !data_dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        let _guard = fetch::lock(&data_dir, timeout)?;
+    on_folder(py, &data_dir, true, lock_timeout, || {
         maintenance::repair(&data_dir, &p, durable)
     })
-    .map_err(|e| to_py(py, e))
 }
 
 /// Forget `[lo, hi)` of a folder (its coverage, and with `drop_rows` its rows); returns the
@@ -340,15 +348,9 @@ pub fn forget(
     lock_timeout: Option<f64>,
 ) -> PyResult<usize> {
     let p = period(period_name)?;
-    let timeout = timeout(lock_timeout)?;
-    py.detach(|| {
-        if !data_dir.is_dir() {
-            return Ok(0);
-        }
-        let _guard = fetch::lock(&data_dir, timeout)?;
+    on_folder(py, &data_dir, true, lock_timeout, || {
         maintenance::forget(&data_dir, &p, lo, hi, drop_rows, durable)
     })
-    .map_err(|e| to_py(py, e))
 }
 
 /// Take a folder's lock and hold it for `seconds` (for tests and maintenance scripts).

@@ -52,6 +52,7 @@
 //!   descriptions are the parent's, a flock through them excludes nobody, and unlocking them
 //!   would release the parent's lock. The log is read with `pread` only.
 
+mod files;
 pub mod index;
 pub mod record;
 pub mod snapshot;

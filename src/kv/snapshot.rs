@@ -22,7 +22,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use super::store::{decode_fields, read_at};
+use super::files::read_at;
+use super::store::decode_fields;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 

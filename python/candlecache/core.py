@@ -5,6 +5,8 @@ Adapted from python-diskcache 5.6.3 (Grant Jenks, Apache-2.0). The public API an
 engine (``candlecache._core.KvStore``, see ``src/kv``) instead of SQLite.
 """
 
+from __future__ import annotations
+
 import codecs
 import contextlib as cl
 import errno
@@ -21,12 +23,21 @@ import threading
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Container, Iterator
+from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
 from . import _core
 from .exceptions import CorruptionError, Timeout  # Timeout: diskcache's name and meaning
 
+_P = ParamSpec('_P')
+_R = TypeVar('_R')
 
-def full_name(func):
+
+class _ValueFileGone(FileNotFoundError):
+    """A value file vanished between being written and its row being stored."""
+
+
+def full_name(func: Callable[..., Any]) -> str:
     """Return full name of `func` by adding the module and function name."""
     return func.__module__ + '.' + func.__qualname__
 
@@ -34,10 +45,10 @@ def full_name(func):
 class Constant(tuple):
     """Pretty display of immutable constant."""
 
-    def __new__(cls, name):
+    def __new__(cls, name: str) -> Constant:
         return tuple.__new__(cls, (name,))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return '%s' % self[0]
 
 
@@ -51,7 +62,7 @@ MODE_BINARY = 2
 MODE_TEXT = 3
 MODE_PICKLE = 4
 
-DEFAULT_SETTINGS = {
+DEFAULT_SETTINGS: dict[str, Any] = {
     'statistics': 0,  # False
     'tag_index': 0,  # False
     'eviction_policy': 'least-recently-stored',
@@ -66,14 +77,14 @@ DEFAULT_SETTINGS = {
     'disk_pickle_protocol': pickle.HIGHEST_PROTOCOL,
 }
 
-METADATA = {
+METADATA: dict[str, int] = {
     'count': 0,
     'size': 0,
     'hits': 0,
     'misses': 0,
 }
 
-EVICTION_POLICY = {
+EVICTION_POLICY: dict[str, dict[str, str | None]] = {
     'none': {
         'init': None,
         'get': None,
@@ -109,7 +120,7 @@ EVICTION_POLICY = {
 class Disk:
     """Cache key and value serialization for SQLite database and files."""
 
-    def __init__(self, directory, min_file_size=0, pickle_protocol=0):
+    def __init__(self, directory: str, min_file_size: int = 0, pickle_protocol: int = 0) -> None:
         """Initialize disk instance.
 
         :param str directory: directory path
@@ -121,7 +132,7 @@ class Disk:
         self.min_file_size = min_file_size
         self.pickle_protocol = pickle_protocol
 
-    def hash(self, key):
+    def hash(self, key: Any) -> int:
         """Compute portable hash for `key`.
 
         :param key: key to hash
@@ -142,7 +153,7 @@ class Disk:
             assert type_disk_key is float
             return zlib.adler32(struct.pack('!d', disk_key)) & mask
 
-    def put(self, key):
+    def put(self, key: Any) -> tuple[Any, bool]:
         """Convert `key` to fields key and raw for Cache table.
 
         :param key: key to convert
@@ -168,7 +179,7 @@ class Disk:
             result = pickletools.optimize(data)
             return result, False
 
-    def get(self, key, raw):
+    def get(self, key: Any, raw: bool) -> Any:
         """Convert fields `key` and `raw` from Cache table to key.
 
         :param key: database key to convert
@@ -182,7 +193,7 @@ class Disk:
         else:
             return pickle.load(io.BytesIO(key))
 
-    def store(self, value, read, key=UNKNOWN):
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
         """Convert `value` to fields size, mode, filename, and value for Cache
         table.
 
@@ -291,7 +302,7 @@ class Disk:
                 raise
             return size
 
-    def fetch(self, mode, filename, value, read):
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         """Convert fields `mode`, `filename`, and `value` from Cache table to
         value.
 
@@ -308,7 +319,7 @@ class Disk:
             return bytes(value) if type(value) in (memoryview, bytearray) else value
         elif mode == MODE_BINARY:
             if read:
-                return open(op.join(self._directory, filename), 'rb')
+                return open(op.join(self._directory, filename), 'rb')  # type: ignore[arg-type]
             else:
                 return self._read_checked(filename)
         elif mode == MODE_TEXT:
@@ -319,7 +330,7 @@ class Disk:
             else:
                 return pickle.load(io.BytesIO(value))
 
-    def filename(self, key=UNKNOWN, value=UNKNOWN):
+    def filename(self, key: Any = UNKNOWN, value: Any = UNKNOWN) -> tuple[str, str]:
         """Return filename and full-path tuple for file storage.
 
         Filename will be a randomly generated 28 character hexadecimal string
@@ -345,7 +356,7 @@ class Disk:
         full_path = op.join(self._directory, filename)
         return filename, full_path
 
-    def remove(self, file_path):
+    def remove(self, file_path: str) -> None:
         """Remove a file given by `file_path`.
 
         This method is cross-thread and cross-process safe. If an OSError
@@ -370,7 +381,7 @@ class Disk:
 class JSONDisk(Disk):
     """Cache key and value using JSON serialization with zlib compression."""
 
-    def __init__(self, directory, compress_level=1, **kwargs):
+    def __init__(self, directory: str, compress_level: int = 1, **kwargs: Any) -> None:
         """Initialize JSON disk instance.
 
         Keys and values are compressed using the zlib library. The
@@ -386,22 +397,22 @@ class JSONDisk(Disk):
         self.compress_level = compress_level
         super().__init__(directory, **kwargs)
 
-    def put(self, key):
+    def put(self, key: Any) -> tuple[Any, bool]:
         json_bytes = json.dumps(key).encode('utf-8')
         data = zlib.compress(json_bytes, self.compress_level)
         return super().put(data)
 
-    def get(self, key, raw):
+    def get(self, key: Any, raw: bool) -> Any:
         data = super().get(key, raw)
         return json.loads(zlib.decompress(data).decode('utf-8'))
 
-    def store(self, value, read, key=UNKNOWN):
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
         if not read:
             json_bytes = json.dumps(value).encode('utf-8')
             value = zlib.compress(json_bytes, self.compress_level)
         return super().store(value, read, key=key)
 
-    def fetch(self, mode, filename, value, read):
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         data = super().fetch(mode, filename, value, read)
         if not read:
             data = json.loads(zlib.decompress(data).decode('utf-8'))
@@ -429,7 +440,13 @@ def _crc_of(filename):
     return None
 
 
-def args_to_key(base, args, kwargs, typed, ignore):
+def args_to_key(
+    base: tuple[Any, ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    typed: bool,
+    ignore: Container[int | str],
+) -> tuple[Any, ...]:
     """Create cache key out of function arguments.
 
     :param tuple base: base of key
@@ -473,7 +490,27 @@ class Cache:
     'value'
     """
 
-    def __init__(self, directory=None, timeout=60, disk=Disk, **settings):
+    # Settings (DEFAULT_SETTINGS), set as attributes by `reset`.
+    statistics: int
+    tag_index: int
+    eviction_policy: str
+    size_limit: int
+    cull_limit: int
+    sqlite_auto_vacuum: int
+    sqlite_cache_size: int
+    sqlite_journal_mode: str
+    sqlite_mmap_size: int
+    sqlite_synchronous: int
+    disk_min_file_size: int
+    disk_pickle_protocol: int
+
+    def __init__(
+        self,
+        directory: os.PathLike[str] | str | None = None,
+        timeout: float = 60,
+        disk: type[Disk] = Disk,
+        **settings: Any,
+    ) -> None:
         """Initialize cache instance.
 
         :param str directory: cache directory (default: a new temporary directory)
@@ -530,17 +567,17 @@ class Cache:
         store.set_timeout(timeout)
 
     @property
-    def directory(self):
+    def directory(self) -> str:
         """Cache directory."""
         return self._directory
 
     @property
-    def timeout(self):
+    def timeout(self) -> float:
         """Seconds to wait for a lock held by another process."""
         return self._timeout
 
     @property
-    def disk(self):
+    def disk(self) -> Disk:
         """Disk used for serialization."""
         return self._disk
 
@@ -561,7 +598,7 @@ class Cache:
                     raise
 
     @cl.contextmanager
-    def transact(self, retry=False):
+    def transact(self, retry: bool = False) -> Iterator[None]:
         """Context manager to perform a transaction by locking the cache.
 
         While the cache is locked, no other write operation is permitted.
@@ -621,7 +658,15 @@ class Cache:
                 if name is not None:
                     _disk_remove(name)
 
-    def set(self, key, value, expire=None, read=False, tag=None, retry=False):
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        expire: float | None = None,
+        read: bool = False,
+        tag: str | None = None,
+        retry: bool = False,
+    ) -> bool:
         """Set `key` and `value` item in cache.
 
         When `read` is `True`, `value` should be a file-like object opened
@@ -640,24 +685,53 @@ class Cache:
         now = time.time()
         db_key, raw = self._disk.put(key)
         expire_time = None if expire is None else now + expire
-        size, mode, filename, db_value = self._disk.store(value, read, key=key)
-        columns = (expire_time, tag, size, mode, filename, db_value)
-        try:
-            # As diskcache does, the replaced and culled value files go right away.
-            self._call(retry, self._put, db_key, raw, now, columns, self._disk.remove)
-        except BaseException:
-            if filename is not None:
-                self._disk.remove(filename)
-            raise
-        return True
+        for attempt in range(10):
+            size, mode, filename, db_value = self._disk.store(value, read, key=key)
+            columns = (expire_time, tag, size, mode, filename, db_value)
+            try:
+                # As diskcache does, the replaced and culled value files go right away.
+                self._call(retry, self._put, db_key, raw, now, columns, self._disk.remove)
+            except _ValueFileGone:
+                if read or attempt == 9:  # a stream cannot be read twice
+                    raise
+                continue  # write the value file again
+            except BaseException:
+                if filename is not None:
+                    self._disk.remove(filename)
+                raise
+            return True
+        raise AssertionError('unreachable')
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: Any, value: Any) -> None:
         """Set corresponding `value` for `key` in cache."""
         self.set(key, value, retry=True)
 
     def _put(self, db_key, raw, now, columns, cleanup):
         """Store a row (culling as diskcache's writes do); hand the value files it replaced or
         culled to `cleanup`. Returns the replaced row or None."""
+        filename = columns[4]
+        if filename is None:
+            return self._put_row(db_key, raw, now, columns, cleanup)
+        # A value file is written before the lock is taken, so until its row exists another
+        # process's check(fix=True) sees an unreferenced file and removes it. Under the lock,
+        # make sure it is still there: a row must never point at a file that is gone.
+        nested = self._txn_id == threading.get_ident()
+        with self._transact() as after_commit:
+            if not nested:
+                # Files this put replaces go once it has committed, not before: until then
+                # readers in other processes still see the rows that name them.
+                cleanup = after_commit
+            full_path = op.join(self._directory, filename)
+            if not op.exists(full_path):
+                raise _ValueFileGone(
+                    errno.ENOENT,
+                    'the value file was removed before its row was written (by check(fix=True) '
+                    'in another process?); nothing was stored, set the value again',
+                    full_path,
+                )
+            return self._put_row(db_key, raw, now, columns, cleanup)
+
+    def _put_row(self, db_key, raw, now, columns, cleanup):
         expire_time, tag, size, mode, filename, value = columns
         old, (_, culled) = self._store.put(
             db_key, raw, now, expire_time, now, 0, tag, size, mode, filename, value,
@@ -669,7 +743,7 @@ class Cache:
             cleanup(old[_FILE])
         return old
 
-    def touch(self, key, expire=None, retry=False):
+    def touch(self, key: Any, expire: float | None = None, retry: bool = False) -> bool:
         """Touch `key` in cache and update `expire` time.
 
         :return: True if key was touched
@@ -681,7 +755,15 @@ class Cache:
         expire_time = None if expire is None else now + expire
         return self._call(retry, self._store.touch, db_key, raw, now, expire_time)
 
-    def add(self, key, value, expire=None, read=False, tag=None, retry=False):
+    def add(
+        self,
+        key: Any,
+        value: Any,
+        expire: float | None = None,
+        read: bool = False,
+        tag: str | None = None,
+        retry: bool = False,
+    ) -> bool:
         """Add `key` and `value` item to cache, only if `key` is not present.
 
         Operation is atomic. Only one concurrent add operation for a given key
@@ -705,7 +787,7 @@ class Cache:
             self._put(db_key, raw, now, columns, cleanup)
             return True
 
-    def incr(self, key, delta=1, default=0, retry=False):
+    def incr(self, key: Any, delta: int = 1, default: int | None = 0, retry: bool = False) -> int:
         """Increment value by delta for item with key.
 
         If key is missing and default is None then raise KeyError. Else if key
@@ -745,11 +827,19 @@ class Cache:
             )
             return value
 
-    def decr(self, key, delta=1, default=0, retry=False):
+    def decr(self, key: Any, delta: int = 1, default: int | None = 0, retry: bool = False) -> int:
         """Decrement value by delta for item with key (see :meth:`incr`)."""
         return self.incr(key, -delta, default, retry)
 
-    def get(self, key, default=None, read=False, expire_time=False, tag=False, retry=False):
+    def get(
+        self,
+        key: Any,
+        default: Any = None,
+        read: bool = False,
+        expire_time: bool = False,
+        tag: bool = False,
+        retry: bool = False,
+    ) -> Any:
         """Retrieve value from cache. If `key` is missing, return `default`.
 
         :param key: key for item
@@ -795,26 +885,33 @@ class Cache:
         else:
             return value
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         """Return corresponding value for `key` from cache."""
         value = self.get(key, default=ENOVAL, retry=True)
         if value is ENOVAL:
             raise KeyError(key)
         return value
 
-    def read(self, key, retry=False):
+    def read(self, key: Any, retry: bool = False) -> BinaryIO:
         """Return file handle value corresponding to `key` from cache."""
         handle = self.get(key, default=ENOVAL, read=True, retry=retry)
         if handle is ENOVAL:
             raise KeyError(key)
         return handle
 
-    def __contains__(self, key):
+    def __contains__(self, key: Any) -> bool:
         """Return `True` if `key` matching item is found in cache."""
         db_key, raw = self._disk.put(key)
         return self._store.lookup(db_key, raw, time.time(), 'none', False) is not None
 
-    def pop(self, key, default=None, expire_time=False, tag=False, retry=False):
+    def pop(
+        self,
+        key: Any,
+        default: Any = None,
+        expire_time: bool = False,
+        tag: bool = False,
+        retry: bool = False,
+    ) -> Any:
         """Remove corresponding item for `key` from cache and return value.
 
         If `key` is missing, return `default`. Operation is atomic.
@@ -852,7 +949,7 @@ class Cache:
         else:
             return value
 
-    def __delitem__(self, key, retry=True):
+    def __delitem__(self, key: Any, retry: bool = True) -> bool:
         """Delete corresponding item for `key` from cache.
 
         :raises KeyError: if key is not found
@@ -868,15 +965,24 @@ class Cache:
             cleanup(row[_FILE])
             return True
 
-    def delete(self, key, retry=False):
+    def delete(self, key: Any, retry: bool = False) -> bool:
         """Delete corresponding item for `key` from cache. Missing keys are ignored."""
         # pylint: disable=unnecessary-dunder-call
         try:
-            return self.__delitem__(key, retry=retry)
+            return self.__delitem__(key, retry=retry)  # type: ignore[call-arg]  # mypy: dunder args are positional
         except KeyError:
             return False
 
-    def push(self, value, prefix=None, side='back', expire=None, read=False, tag=None, retry=False):
+    def push(
+        self,
+        value: Any,
+        prefix: str | None = None,
+        side: str = 'back',
+        expire: float | None = None,
+        read: bool = False,
+        tag: str | None = None,
+        retry: bool = False,
+    ) -> Any:
         """Push `value` onto `side` of queue identified by `prefix` in cache.
 
         When prefix is None, integer keys are used. Otherwise, string keys are
@@ -888,8 +994,8 @@ class Cache:
 
         """
         if prefix is None:
-            min_key = 0
-            max_key = 999999999999999
+            min_key: int | str = 0
+            max_key: int | str = 999999999999999
         else:
             min_key = prefix + '-000000000000000'
             max_key = prefix + '-999999999999999'
@@ -917,7 +1023,7 @@ class Cache:
                 num = 500000000000000
 
             if prefix is not None:
-                db_key = '{0}-{1:015d}'.format(prefix, num)
+                db_key: int | str = '{0}-{1:015d}'.format(prefix, num)
             else:
                 db_key = num
 
@@ -991,7 +1097,15 @@ class Cache:
             return item, row[_TAG]
         return item
 
-    def pull(self, prefix=None, default=(None, None), side='front', expire_time=False, tag=False, retry=False):
+    def pull(
+        self,
+        prefix: str | None = None,
+        default: Any = (None, None),
+        side: str = 'front',
+        expire_time: bool = False,
+        tag: bool = False,
+        retry: bool = False,
+    ) -> Any:
         """Pull key and value item pair from `side` of queue in cache.
 
         If queue is empty, return default.
@@ -1007,7 +1121,15 @@ class Cache:
         row, value = found
         return self._shape((row[_KEY], value), row, default, expire_time, tag)
 
-    def peek(self, prefix=None, default=(None, None), side='front', expire_time=False, tag=False, retry=False):
+    def peek(
+        self,
+        prefix: str | None = None,
+        default: Any = (None, None),
+        side: str = 'front',
+        expire_time: bool = False,
+        tag: bool = False,
+        retry: bool = False,
+    ) -> Any:
         """Peek at key and value item pair from `side` of queue in cache.
 
         If queue is empty, return default. Expired items are deleted from cache.
@@ -1019,7 +1141,9 @@ class Cache:
         row, value = found
         return self._shape((row[_KEY], value), row, default, expire_time, tag)
 
-    def peekitem(self, last=True, expire_time=False, tag=False, retry=False):
+    def peekitem(
+        self, last: bool = True, expire_time: bool = False, tag: bool = False, retry: bool = False
+    ) -> tuple[Any, ...]:
         """Peek at key and value item pair in cache based on iteration order.
 
         Expired items are deleted from cache.
@@ -1049,7 +1173,14 @@ class Cache:
 
         return self._shape((key, value), row, None, expire_time, tag)
 
-    def memoize(self, name=None, typed=False, expire=None, tag=None, ignore=()):
+    def memoize(
+        self,
+        name: str | None = None,
+        typed: bool = False,
+        expire: float | None = None,
+        tag: str | None = None,
+        ignore: Container[int | str] = (),
+    ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
         """Memoizing cache decorator.
 
         Repeated calls with the same arguments will lookup result in cache and
@@ -1094,7 +1225,7 @@ class Cache:
 
         return decorator
 
-    def check(self, fix=False, retry=False):
+    def check(self, fix: bool = False, retry: bool = False) -> list[warnings.WarningMessage]:
         """Check database and file system consistency.
 
         Damaged log records, rows whose value file is missing, files no row
@@ -1146,7 +1277,8 @@ class Cache:
                         message = 'unknown file: %s' % full_path
                         warnings.warn(message, UnknownFileWarning)
                         if fix:
-                            os.remove(full_path)
+                            with cl.suppress(FileNotFoundError):
+                                os.remove(full_path)
 
                 # Bottom-up, so a directory emptied by removing its children counts too.
                 for dirpath, _, _ in os.walk(self._directory, topdown=False):
@@ -1155,15 +1287,18 @@ class Cache:
                     message = 'empty directory: %s' % dirpath
                     warnings.warn(message, EmptyDirWarning)
                     if fix:
-                        os.rmdir(dirpath)
+                        # A writer in another process may have put a value file there since:
+                        # its files are written before it takes the lock.
+                        with cl.suppress(OSError):
+                            os.rmdir(dirpath)
 
             return warns
 
-    def create_tag_index(self):
+    def create_tag_index(self) -> None:
         """Create tag index on cache database (tags are always indexed here)."""
         self.reset('tag_index', 1)
 
-    def drop_tag_index(self):
+    def drop_tag_index(self) -> None:
         """Drop tag index on cache database."""
         self.reset('tag_index', 0)
 
@@ -1174,7 +1309,7 @@ class Cache:
                 cleanup(name)
         return count
 
-    def evict(self, tag, retry=False):
+    def evict(self, tag: str, retry: bool = False) -> int:
         """Remove items with matching `tag` from cache.
 
         :return: count of rows removed
@@ -1183,7 +1318,7 @@ class Cache:
         """
         return self._bulk_delete(retry, self._store.evict, tag)
 
-    def expire(self, now=None, retry=False):
+    def expire(self, now: float | None = None, retry: bool = False) -> int:
         """Remove expired items from cache.
 
         :param float now: current time (default None, ``time.time()`` used)
@@ -1193,7 +1328,7 @@ class Cache:
         """
         return self._bulk_delete(retry, self._store.expire, time.time() if now is None else now)
 
-    def cull(self, retry=False):
+    def cull(self, retry: bool = False) -> int:
         """Cull items from cache until volume is less than size limit.
 
         Removes expired items first, then items by the eviction policy.
@@ -1217,7 +1352,7 @@ class Cache:
             count += removed
         return count
 
-    def clear(self, retry=False):
+    def clear(self, retry: bool = False) -> int:
         """Remove all items from cache.
 
         :return: count of rows removed
@@ -1226,7 +1361,7 @@ class Cache:
         """
         return self._bulk_delete(retry, self._store.clear)
 
-    def iterkeys(self, reverse=False):
+    def iterkeys(self, reverse: bool = False) -> Iterator[Any]:
         """Iterate Cache keys in database sort order.
 
         >>> cache = Cache()
@@ -1245,15 +1380,15 @@ class Cache:
         for key, raw in self._store.keys(False, not ascending):
             yield _disk_get(key, raw)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         """Iterate keys in cache including expired items."""
         return self._iter()
 
-    def __reversed__(self):
+    def __reversed__(self) -> Iterator[Any]:
         """Reverse iterate keys in cache including expired items."""
         return self._iter(ascending=False)
 
-    def stats(self, enable=True, reset=False):
+    def stats(self, enable: bool = True, reset: bool = False) -> tuple[int, int]:
         """Return cache statistics hits and misses.
 
         :param bool enable: enable collecting statistics (default True)
@@ -1268,24 +1403,24 @@ class Cache:
         self.reset('statistics', enable)
         return result
 
-    def volume(self):
+    def volume(self) -> int:
         """Return estimated total size of cache on disk: the log plus value files."""
         return self._store.volume()
 
-    def close(self):
+    def close(self) -> None:
         """Close the cache's files; the next operation opens them again."""
         engine = self._engine
         if engine is not None:
             engine.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._store  # pylint: disable=pointless-statement
         return self
 
-    def __exit__(self, *exception):
+    def __exit__(self, *exception: object) -> None:
         self.close()
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Count of items in cache including expired items."""
         return self._store.count()
 
@@ -1295,7 +1430,7 @@ class Cache:
     def __setstate__(self, state):
         self.__init__(*state)
 
-    def reset(self, key, value=ENOVAL, update=True):
+    def reset(self, key: str, value: Any = ENOVAL, update: bool = True) -> Any:
         """Reset `key` and `value` item from Settings table.
 
         If `value` is not given, it is reloaded from the stored settings.

@@ -21,10 +21,12 @@ import contextlib as cl
 import functools
 import itertools as it
 import operator
+import os
 import os.path as op
 import tempfile
 import time
-from typing import Any, Iterator
+from collections.abc import Callable, Container
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, ParamSpec, TypeVar
 
 from .core import DEFAULT_SETTINGS, ENOVAL, Cache, Disk
 from .exceptions import Timeout
@@ -32,16 +34,19 @@ from .persistent import Deque, Index
 
 __all__ = ['FanoutCache']
 
+_P = ParamSpec('_P')
+_R = TypeVar('_R')
+
 
 class FanoutCache:
     """Cache that shards keys and values."""
 
     def __init__(
         self,
-        directory: Any = None,
+        directory: os.PathLike[str] | str | None = None,
         shards: int = 8,
         timeout: float = 0.010,
-        disk: type = Disk,
+        disk: type[Disk] = Disk,
         **settings: Any,
     ) -> None:
         """Initialize cache instance.
@@ -124,7 +129,15 @@ class FanoutCache:
                 stack.enter_context(shard_transaction)
             yield
 
-    def set(self, key, value, expire=None, read=False, tag=None, retry=False):
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        expire: float | None = None,
+        read: bool = False,
+        tag: str | None = None,
+        retry: bool = False,
+    ) -> bool:
         """Set `key` and `value` item in cache.
 
         When `read` is `True`, `value` should be a file-like object opened
@@ -150,7 +163,7 @@ class FanoutCache:
         except Timeout:
             return False
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:
         """Set `key` and `value` item in cache.
 
         Calls :func:`FanoutCache.set` internally with `retry` set to `True`.
@@ -163,7 +176,7 @@ class FanoutCache:
         shard = self._shards[index]
         shard[key] = value
 
-    def touch(self, key, expire=None, retry=False):
+    def touch(self, key: Any, expire: float | None = None, retry: bool = False) -> bool:
         """Touch `key` in cache and update `expire` time.
 
         If a lock timeout occurs then fails silently unless `retry` is set to
@@ -183,7 +196,15 @@ class FanoutCache:
         except Timeout:
             return False
 
-    def add(self, key, value, expire=None, read=False, tag=None, retry=False):
+    def add(
+        self,
+        key: Any,
+        value: Any,
+        expire: float | None = None,
+        read: bool = False,
+        tag: str | None = None,
+        retry: bool = False,
+    ) -> bool:
         """Add `key` and `value` item to cache.
 
         Similar to `set`, but only add to cache if key not present.
@@ -214,7 +235,7 @@ class FanoutCache:
         except Timeout:
             return False
 
-    def incr(self, key, delta=1, default=0, retry=False):
+    def incr(self, key: Any, delta: int = 1, default: int | None = 0, retry: bool = False) -> int | None:
         """Increment value by delta for item with key.
 
         If key is missing and default is None then raise KeyError. Else if key
@@ -241,7 +262,7 @@ class FanoutCache:
         except Timeout:
             return None
 
-    def decr(self, key, delta=1, default=0, retry=False):
+    def decr(self, key: Any, delta: int = 1, default: int | None = 0, retry: bool = False) -> int | None:
         """Decrement value by delta for item with key.
 
         If key is missing and default is None then raise KeyError. Else if key
@@ -273,13 +294,13 @@ class FanoutCache:
 
     def get(
         self,
-        key,
-        default=None,
-        read=False,
-        expire_time=False,
-        tag=False,
-        retry=False,
-    ):
+        key: Any,
+        default: Any = None,
+        read: bool = False,
+        expire_time: bool = False,
+        tag: bool = False,
+        retry: bool = False,
+    ) -> Any:
         """Retrieve value from cache. If `key` is missing, return `default`.
 
         If a lock timeout occurs then returns `default` unless `retry` is set
@@ -303,7 +324,7 @@ class FanoutCache:
         except Timeout:
             return default
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         """Return corresponding value for `key` from cache.
 
         Calls :func:`FanoutCache.get` internally with `retry` set to `True`.
@@ -317,7 +338,7 @@ class FanoutCache:
         shard = self._shards[index]
         return shard[key]
 
-    def read(self, key):
+    def read(self, key: Any) -> BinaryIO:
         """Return file handle corresponding to `key` from cache.
 
         :param key: key for item
@@ -330,7 +351,7 @@ class FanoutCache:
             raise KeyError(key)
         return handle
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: Any) -> bool:
         """Return `True` if `key` matching item is found in cache.
 
         :param key: key for item
@@ -341,7 +362,14 @@ class FanoutCache:
         shard = self._shards[index]
         return key in shard
 
-    def pop(self, key, default=None, expire_time=False, tag=False, retry=False):
+    def pop(
+        self,
+        key: Any,
+        default: Any = None,
+        expire_time: bool = False,
+        tag: bool = False,
+        retry: bool = False,
+    ) -> Any:
         """Remove corresponding item for `key` from cache and return value.
 
         If `key` is missing, return `default`.
@@ -367,7 +395,7 @@ class FanoutCache:
         except Timeout:
             return default
 
-    def delete(self, key, retry=False):
+    def delete(self, key: Any, retry: bool = False) -> bool:
         """Delete corresponding item for `key` from cache.
 
         Missing keys are ignored.
@@ -387,7 +415,7 @@ class FanoutCache:
         except Timeout:
             return False
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: Any) -> None:
         """Delete corresponding item for `key` from cache.
 
         Calls :func:`FanoutCache.delete` internally with `retry` set to `True`.
@@ -400,7 +428,7 @@ class FanoutCache:
         shard = self._shards[index]
         del shard[key]
 
-    def check(self, fix=False, retry=False) -> list:
+    def check(self, fix: bool = False, retry: bool = False) -> list:
         """Check database and file system consistency of every shard.
 
         Intended for use in testing and post-mortem error analysis.
@@ -414,7 +442,7 @@ class FanoutCache:
         warnings = (shard.check(fix, retry) for shard in self._shards)
         return functools.reduce(operator.iadd, warnings, [])
 
-    def expire(self, retry=False) -> int:
+    def expire(self, retry: bool = False) -> int:
         """Remove expired items from cache.
 
         If a lock timeout occurs then fails silently unless `retry` is set to
@@ -446,7 +474,7 @@ class FanoutCache:
         for shard in self._shards:
             shard.drop_tag_index()
 
-    def evict(self, tag, retry=False) -> int:
+    def evict(self, tag: str, retry: bool = False) -> int:
         """Remove items with matching `tag` from cache.
 
         If a lock timeout occurs then fails silently unless `retry` is set to
@@ -459,7 +487,7 @@ class FanoutCache:
         """
         return self._remove('evict', args=(tag,), retry=retry)
 
-    def cull(self, retry=False) -> int:
+    def cull(self, retry: bool = False) -> int:
         """Cull items from cache until volume is less than size limit.
 
         If a lock timeout occurs then fails silently unless `retry` is set to
@@ -471,7 +499,7 @@ class FanoutCache:
         """
         return self._remove('cull', retry=retry)
 
-    def clear(self, retry=False) -> int:
+    def clear(self, retry: bool = False) -> int:
         """Remove all items from cache.
 
         If a lock timeout occurs then fails silently unless `retry` is set to
@@ -497,7 +525,7 @@ class FanoutCache:
                     break
         return total
 
-    def stats(self, enable=True, reset=False) -> tuple:
+    def stats(self, enable: bool = True, reset: bool = False) -> tuple[int, int]:
         """Return cache statistics hits and misses.
 
         :param bool enable: enable collecting statistics (default True)
@@ -529,7 +557,7 @@ class FanoutCache:
     def __enter__(self) -> 'FanoutCache':
         return self
 
-    def __exit__(self, *exception) -> None:
+    def __exit__(self, *exception: object) -> None:
         self.close()
 
     def __getstate__(self):
@@ -538,12 +566,12 @@ class FanoutCache:
     def __setstate__(self, state) -> None:
         self.__init__(*state)  # type: ignore[misc]  # as diskcache: a subclass re-inits itself
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         """Iterate keys in cache including expired items."""
         iterators = (iter(shard) for shard in self._shards)
         return it.chain.from_iterable(iterators)
 
-    def __reversed__(self):
+    def __reversed__(self) -> Iterator[Any]:
         """Reverse iterate keys in cache including expired items."""
         iterators = (reversed(shard) for shard in reversed(self._shards))
         return it.chain.from_iterable(iterators)
@@ -552,7 +580,7 @@ class FanoutCache:
         """Count of items in cache including expired items."""
         return sum(len(shard) for shard in self._shards)
 
-    def reset(self, key, value=ENOVAL):
+    def reset(self, key: str, value: Any = ENOVAL) -> Any:
         """Reset `key` and `value` item from Settings table of every shard.
 
         If `value` is not given, it is reloaded from the Settings
@@ -576,7 +604,7 @@ class FanoutCache:
                     break
         return result
 
-    def cache(self, name, timeout=60, disk=None, **settings) -> Cache:
+    def cache(self, name: str, timeout: float = 60, disk: type[Disk] | None = None, **settings: Any) -> Cache:
         """Return Cache with given `name` in subdirectory.
 
         If disk is none (default), uses the fanout cache disk.
@@ -617,7 +645,7 @@ class FanoutCache:
             _caches[name] = temp
             return temp
 
-    def deque(self, name, maxlen=None) -> Deque:
+    def deque(self, name: str, maxlen: float | None = None) -> Deque:
         """Return Deque with given `name` in subdirectory.
 
         >>> cache = FanoutCache()
@@ -651,7 +679,7 @@ class FanoutCache:
             _deques[name] = deque
             return deque
 
-    def index(self, name) -> Index:
+    def index(self, name: str) -> Index:
         """Return Index with given `name` in subdirectory.
 
         >>> cache = FanoutCache()
@@ -687,7 +715,18 @@ class FanoutCache:
             _indexes[name] = index
             return index
 
+    if TYPE_CHECKING:
+        # Assigned from Cache.memoize below the class; declared here for type checkers.
+        def memoize(
+            self,
+            name: str | None = None,
+            typed: bool = False,
+            expire: float | None = None,
+            tag: str | None = None,
+            ignore: Container[int | str] = (),
+        ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
+
 
 # Cache.memoize only calls the public get/set methods, so it works unchanged
 # on a FanoutCache (as in diskcache).
-FanoutCache.memoize = Cache.memoize  # type: ignore[attr-defined]
+FanoutCache.memoize = Cache.memoize  # type: ignore[method-assign, assignment]

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import operator as op
 from collections import OrderedDict
+import os
 from collections.abc import (
+    Callable,
+    Container,
     ItemsView,
+    Iterable,
     KeysView,
     MutableMapping,
     Sequence,
@@ -27,11 +31,14 @@ from collections.abc import (
 )
 from contextlib import contextmanager
 from shutil import rmtree
-from typing import Iterator
+from typing import Any, Iterator, ParamSpec, Self, TypeVar
 
 from .core import ENOVAL, Cache
 
 __all__ = ['Deque', 'Index']
+
+_P = ParamSpec('_P')
+_R = TypeVar('_R')
 
 
 def _make_compare(seq_op, doc):
@@ -64,7 +71,7 @@ def _make_compare(seq_op, doc):
     return compare
 
 
-class Deque(Sequence):
+class Deque(Sequence[Any]):
     """Persistent sequence with double-ended queue semantics.
 
     Double-ended queue is an ordered collection with optimized access at its
@@ -93,7 +100,12 @@ class Deque(Sequence):
 
     """
 
-    def __init__(self, iterable=(), directory=None, maxlen=None) -> None:
+    def __init__(
+        self,
+        iterable: Iterable[Any] = (),
+        directory: os.PathLike[str] | str | None = None,
+        maxlen: float | None = None,
+    ) -> None:
         """Initialize deque instance.
 
         If directory is None then temporary directory created. The directory
@@ -108,7 +120,7 @@ class Deque(Sequence):
         self._extend(iterable)
 
     @classmethod
-    def fromcache(cls, cache: Cache, iterable=(), maxlen=None) -> 'Deque':
+    def fromcache(cls, cache: Cache, iterable: Iterable[Any] = (), maxlen: float | None = None) -> 'Deque':
         """Initialize deque using `cache`.
 
         >>> cache = Cache()
@@ -145,12 +157,12 @@ class Deque(Sequence):
         return self._cache.directory
 
     @property
-    def maxlen(self):
+    def maxlen(self) -> float:
         """Max length of the deque."""
         return self._maxlen
 
     @maxlen.setter
-    def maxlen(self, value):
+    def maxlen(self, value: float) -> None:
         """Set max length of the deque.
 
         Pops items from left while length greater than max.
@@ -199,7 +211,7 @@ class Deque(Sequence):
 
         raise IndexError('deque index out of range')
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]  # no slices, as diskcache
         """deque.__getitem__(index) <==> deque[index]
 
         Return corresponding item for `index` in deque.
@@ -221,7 +233,7 @@ class Deque(Sequence):
         """
         return self._index(index, self._cache.__getitem__)
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: int, value: Any) -> None:
         """deque.__setitem__(index, value) <==> deque[index] = value
 
         Store `value` in deque at `index`.
@@ -245,7 +257,7 @@ class Deque(Sequence):
 
         self._index(index, _set_value)
 
-    def __delitem__(self, index):
+    def __delitem__(self, index: int) -> None:
         """deque.__delitem__(index) <==> del deque[index]
 
         Delete item in deque at `index`.
@@ -280,7 +292,7 @@ class Deque(Sequence):
     __le__ = _make_compare(op.le, 'less than or equal to')
     __ge__ = _make_compare(op.ge, 'greater than or equal to')
 
-    def __iadd__(self, iterable):
+    def __iadd__(self, iterable: Iterable[Any]) -> Self:
         """deque.__iadd__(iterable) <==> deque += iterable
 
         Extend back side of deque with items from iterable.
@@ -292,7 +304,7 @@ class Deque(Sequence):
         self._extend(iterable)
         return self
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         """deque.__iter__() <==> iter(deque)
 
         Return iterator of deque from front to back.
@@ -314,7 +326,7 @@ class Deque(Sequence):
         """
         return len(self._cache)
 
-    def __reversed__(self):
+    def __reversed__(self) -> Iterator[Any]:
         """deque.__reversed__() <==> reversed(deque)
 
         Return iterator of deque from back to front.
@@ -343,7 +355,7 @@ class Deque(Sequence):
         directory, maxlen = state
         self.__init__(directory=directory, maxlen=maxlen)
 
-    def append(self, value) -> None:
+    def append(self, value: Any) -> None:
         """Add `value` to back of deque.
 
         >>> deque = Deque()
@@ -363,7 +375,7 @@ class Deque(Sequence):
 
     _append = append
 
-    def appendleft(self, value) -> None:
+    def appendleft(self, value: Any) -> None:
         """Add `value` to front of deque.
 
         >>> deque = Deque()
@@ -403,7 +415,7 @@ class Deque(Sequence):
         TypeSelf = type(self)
         return TypeSelf(directory=self.directory, maxlen=self.maxlen)
 
-    def count(self, value) -> int:
+    def count(self, value: Any) -> int:
         """Return number of occurrences of `value` in deque.
 
         >>> deque = Deque()
@@ -421,7 +433,7 @@ class Deque(Sequence):
         """
         return sum(1 for item in self if value == item)
 
-    def extend(self, iterable) -> None:
+    def extend(self, iterable: Iterable[Any]) -> None:
         """Extend back side of deque with values from `iterable`.
 
         :param iterable: iterable of values
@@ -432,7 +444,7 @@ class Deque(Sequence):
 
     _extend = extend
 
-    def extendleft(self, iterable) -> None:
+    def extendleft(self, iterable: Iterable[Any]) -> None:
         """Extend front side of deque with value from `iterable`.
 
         >>> deque = Deque()
@@ -446,7 +458,7 @@ class Deque(Sequence):
         for value in iterable:
             self._appendleft(value)
 
-    def peek(self):
+    def peek(self) -> Any:
         """Peek at value at back of deque.
 
         Faster than indexing deque at -1.
@@ -472,7 +484,7 @@ class Deque(Sequence):
             raise IndexError('peek from an empty deque')
         return value
 
-    def peekleft(self):
+    def peekleft(self) -> Any:
         """Peek at value at front of deque.
 
         Faster than indexing deque at 0.
@@ -498,7 +510,7 @@ class Deque(Sequence):
             raise IndexError('peek from an empty deque')
         return value
 
-    def pop(self):
+    def pop(self) -> Any:
         """Remove and return value at back of deque.
 
         If deque is empty then raise IndexError.
@@ -526,7 +538,7 @@ class Deque(Sequence):
 
     _pop = pop
 
-    def popleft(self):
+    def popleft(self) -> Any:
         """Remove and return value at front of deque.
 
         >>> deque = Deque()
@@ -552,7 +564,7 @@ class Deque(Sequence):
 
     _popleft = popleft
 
-    def remove(self, value) -> None:
+    def remove(self, value: Any) -> None:
         """Remove first occurrence of `value` in deque.
 
         >>> deque = Deque()
@@ -690,7 +702,7 @@ class Deque(Sequence):
             yield
 
 
-class Index(MutableMapping):
+class Index(MutableMapping[Any, Any]):
     """Persistent mutable mapping with insertion order iteration.
 
     Items are serialized to disk. Index may be initialized from directory path
@@ -713,7 +725,7 @@ class Index(MutableMapping):
 
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Initialize index in directory and update items.
 
         Optional first argument may be string specifying directory where items
@@ -737,13 +749,13 @@ class Index(MutableMapping):
             if args and args[0] is None:
                 args = args[1:]
             directory = None
-        self._cache = Cache(directory, eviction_policy='none')
+        self._cache = Cache(directory, eviction_policy='none')  # type: ignore[arg-type]  # bytes
         self._update(*args, **kwargs)
 
     _update = MutableMapping.update
 
     @classmethod
-    def fromcache(cls, cache: Cache, *args, **kwargs) -> 'Index':
+    def fromcache(cls, cache: Cache, *args: Any, **kwargs: Any) -> 'Index':
         """Initialize index using `cache` and update items.
 
         >>> cache = Cache()
@@ -779,7 +791,7 @@ class Index(MutableMapping):
         """Directory path where items are stored."""
         return self._cache.directory
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         """index.__getitem__(key) <==> index[key]
 
         Return corresponding value for `key` in index.
@@ -802,7 +814,7 @@ class Index(MutableMapping):
         """
         return self._cache[key]
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: Any, value: Any) -> None:
         """index.__setitem__(key, value) <==> index[key] = value
 
         Set `key` and `value` item in index.
@@ -819,7 +831,7 @@ class Index(MutableMapping):
         """
         self._cache[key] = value
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Any) -> None:
         """index.__delitem__(key) <==> del index[key]
 
         Delete corresponding item for `key` from index.
@@ -841,7 +853,7 @@ class Index(MutableMapping):
         """
         del self._cache[key]
 
-    def setdefault(self, key, default=None):
+    def setdefault(self, key: Any, default: Any = None) -> Any:
         """Set and get value for `key` in index using `default`.
 
         If `key` is not in index then set corresponding value to `default`. If
@@ -883,7 +895,7 @@ class Index(MutableMapping):
         """
         return self._cache.peekitem(last, retry=True)
 
-    def pop(self, key, default=ENOVAL):
+    def pop(self, key: Any, default: Any = ENOVAL) -> Any:
         """Remove corresponding item for `key` from index and return value.
 
         If `key` is missing then return `default`. If `default` is `ENOVAL`
@@ -947,7 +959,7 @@ class Index(MutableMapping):
 
         return key, value
 
-    def push(self, value, prefix=None, side='back'):
+    def push(self, value: Any, prefix: str | None = None, side: str = 'back') -> Any:
         """Push `value` onto `side` of queue in index identified by `prefix`.
 
         When prefix is None, integer keys are used. Otherwise, string keys are
@@ -978,7 +990,7 @@ class Index(MutableMapping):
         """
         return self._cache.push(value, prefix, side, retry=True)
 
-    def pull(self, prefix=None, default=(None, None), side='front'):
+    def pull(self, prefix: str | None = None, default: Any = (None, None), side: str = 'front') -> Any:
         """Pull key and value item pair from `side` of queue in index.
 
         When prefix is None, integer keys are used. Otherwise, string keys are
@@ -1031,7 +1043,7 @@ class Index(MutableMapping):
         """
         self._cache.clear(retry=True)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         """index.__iter__() <==> iter(index)
 
         Return iterator of index keys in insertion order.
@@ -1039,7 +1051,7 @@ class Index(MutableMapping):
         """
         return iter(self._cache)
 
-    def __reversed__(self):
+    def __reversed__(self) -> Iterator[Any]:
         """index.__reversed__() <==> reversed(index)
 
         Return iterator of index keys in reversed insertion order.
@@ -1063,7 +1075,7 @@ class Index(MutableMapping):
         """
         return len(self._cache)
 
-    def keys(self):
+    def keys(self) -> KeysView[Any]:
         """Set-like object providing a view of index keys.
 
         >>> index = Index()
@@ -1077,7 +1089,7 @@ class Index(MutableMapping):
         """
         return KeysView(self)
 
-    def values(self):
+    def values(self) -> ValuesView[Any]:
         """Set-like object providing a view of index values.
 
         >>> index = Index()
@@ -1091,7 +1103,7 @@ class Index(MutableMapping):
         """
         return ValuesView(self)
 
-    def items(self):
+    def items(self) -> ItemsView[Any, Any]:
         """Set-like object providing a view of index items.
 
         >>> index = Index()
@@ -1113,7 +1125,7 @@ class Index(MutableMapping):
     def __setstate__(self, state):
         self.__init__(state)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: Any) -> bool:
         """index.__eq__(other) <==> index == other
 
         Compare equality for index and `other`.
@@ -1146,7 +1158,7 @@ class Index(MutableMapping):
         else:
             return all(self[key] == other.get(key, ENOVAL) for key in self)
 
-    def __ne__(self, other) -> bool:
+    def __ne__(self, other: Any) -> bool:
         """index.__ne__(other) <==> index != other
 
         Compare inequality for index and `other`.
@@ -1169,7 +1181,9 @@ class Index(MutableMapping):
         """
         return not self == other
 
-    def memoize(self, name: str | None = None, typed: bool = False, ignore=()):
+    def memoize(
+        self, name: str | None = None, typed: bool = False, ignore: Container[int | str] = ()
+    ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
         """Memoizing cache decorator.
 
         Decorator to wrap callable with memoizing function using cache.

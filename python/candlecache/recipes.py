@@ -20,8 +20,12 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Container
+from contextlib import AbstractContextManager
+from typing import Any, ParamSpec, TypeVar
 
-from .core import ENOVAL, args_to_key, full_name
+from .core import ENOVAL, Cache, args_to_key, full_name
+from .fanout import FanoutCache
 
 
 __all__ = [
@@ -33,6 +37,9 @@ __all__ = [
     'barrier',
     'memoize_stampede',
 ]
+
+_P = ParamSpec('_P')
+_R = TypeVar('_R')
 
 
 class Averager:
@@ -59,13 +66,15 @@ class Averager:
 
     """
 
-    def __init__(self, cache, key, expire=None, tag=None):
+    def __init__(
+        self, cache: Cache | FanoutCache, key: Any, expire: float | None = None, tag: str | None = None
+    ) -> None:
         self._cache = cache
         self._key = key
         self._expire = expire
         self._tag = tag
 
-    def add(self, value) -> None:
+    def add(self, value: float) -> None:
         """Add `value` to average."""
         with self._cache.transact(retry=True):
             total, count = self._cache.get(self._key, default=(0.0, 0))
@@ -78,12 +87,12 @@ class Averager:
                 tag=self._tag,
             )
 
-    def get(self):
+    def get(self) -> float | None:
         """Get current average or return `None` if count equals zero."""
         total, count = self._cache.get(self._key, default=(0.0, 0), retry=True)
         return None if count == 0 else total / count
 
-    def pop(self):
+    def pop(self) -> float | None:
         """Return current average and delete key."""
         total, count = self._cache.pop(self._key, default=(0.0, 0), retry=True)
         return None if count == 0 else total / count
@@ -105,7 +114,9 @@ class Lock:
 
     """
 
-    def __init__(self, cache, key, expire=None, tag=None):
+    def __init__(
+        self, cache: Cache | FanoutCache, key: Any, expire: float | None = None, tag: str | None = None
+    ) -> None:
         self._cache = cache
         self._key = key
         self._expire = expire
@@ -133,10 +144,10 @@ class Lock:
         """Return true if the lock is acquired."""
         return self._key in self._cache
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.acquire()
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 
@@ -162,7 +173,9 @@ class RLock:
 
     """
 
-    def __init__(self, cache, key, expire=None, tag=None):
+    def __init__(
+        self, cache: Cache | FanoutCache, key: Any, expire: float | None = None, tag: str | None = None
+    ) -> None:
         self._cache = cache
         self._key = key
         self._expire = expire
@@ -204,10 +217,10 @@ class RLock:
                 tag=self._tag,
             )
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.acquire()
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 
@@ -233,7 +246,14 @@ class BoundedSemaphore:
 
     """
 
-    def __init__(self, cache, key, value=1, expire=None, tag=None):
+    def __init__(
+        self,
+        cache: Cache | FanoutCache,
+        key: Any,
+        value: int = 1,
+        expire: float | None = None,
+        tag: str | None = None,
+    ) -> None:
         self._cache = cache
         self._key = key
         self._value = value
@@ -268,23 +288,23 @@ class BoundedSemaphore:
                 tag=self._tag,
             )
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.acquire()
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 
 def throttle(
-    cache,
-    count,
-    seconds,
-    name=None,
-    expire=None,
-    tag=None,
-    time_func=time.time,
-    sleep_func=time.sleep,
-):
+    cache: Cache | FanoutCache,
+    count: int,
+    seconds: float,
+    name: str | None = None,
+    expire: float | None = None,
+    tag: str | None = None,
+    time_func: Callable[[], float] = time.time,
+    sleep_func: Callable[[float], object] = time.sleep,
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Decorator to throttle calls to function.
 
     Assumes keys will not be evicted. Set the eviction policy to 'none' on the
@@ -339,7 +359,13 @@ def throttle(
     return decorator
 
 
-def barrier(cache, lock_factory, name=None, expire=None, tag=None):
+def barrier(
+    cache: Cache | FanoutCache,
+    lock_factory: Callable[..., AbstractContextManager[Any]],
+    name: str | None = None,
+    expire: float | None = None,
+    tag: str | None = None,
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Barrier to calling decorated function.
 
     Supports different kinds of locks: Lock, RLock, BoundedSemaphore.
@@ -380,8 +406,14 @@ def barrier(cache, lock_factory, name=None, expire=None, tag=None):
 
 
 def memoize_stampede(
-    cache, expire, name=None, typed=False, tag=None, beta=1, ignore=()
-):
+    cache: Cache | FanoutCache,
+    expire: float,
+    name: str | None = None,
+    typed: bool = False,
+    tag: str | None = None,
+    beta: float = 1,
+    ignore: Container[int | str] = (),
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Memoizing cache decorator with cache stampede protection.
 
     Cache stampedes are a type of system overload that can occur when parallel

@@ -174,12 +174,12 @@ OPENERS = 8
 
 
 def _one_core(nice: int = 0) -> None:
-    """Run on CPU 0 only, at the given niceness. The openers run at the lowest priority beside
+    """Run on one CPU only (the same for every caller), at the given niceness. The openers run at the lowest priority beside
     the filler, so the filler preempts them at arbitrary points and finishes its compaction
     before they run again: the window between an opener's look at the directory and its next
     step, a few microseconds otherwise, then spans the whole compaction."""
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     if nice:
         os.nice(nice)
 

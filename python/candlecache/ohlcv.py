@@ -439,11 +439,12 @@ def forget(
         raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
     path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
     lo, hi = -(2**63), 2**63 - 1
-    if start_time is not None:
-        lo = _slots(period, to_ms("start_time", start_time), to_ms("start_time", start_time))[0]
+    start = None if start_time is None else to_ms("start_time", start_time)
+    if start is not None:
+        lo = _slots(period, start, start)[0]  # the first candle at or after start
     if end_time is not None:
         end = to_ms("end_time", end_time)
-        if start_time is not None and end < to_ms("start_time", start_time):
+        if start is not None and end < start:
             raise ValueError(f"end_time {describe_ms(end)} is before start_time")
         hi = _core.period_add(period, _core.period_floor(period, end), 1)
     return _core.forget(path, period, lo, hi, bool(drop_rows), bool(durable), lock_timeout)

@@ -18,11 +18,18 @@ whose values depend on ``server.revision``; it becomes final once now >= its clo
 
 The server runs on 127.0.0.1 on an ephemeral port in a background thread; it answers HTTP/1.0
 (one connection per request), so ``stop()`` leaves no lingering handler threads.
+
+The same server also mirrors Binance's public archive (data.binance.vision) under ``/data/...``:
+zipped monthly and daily kline CSVs of the same candles, with fault injection -- see
+``fake_archive.py`` (mixed into :class:`FakeBinance`). The archive also knows the futures
+markets ``BTC/USDT:USDT`` (um, id ``BTCUSDT``) and ``BTC/USD:BTC`` (cm, id ``BTCUSD_PERP``);
+the REST side stays spot only (what ``make_exchange`` loads).
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import json
 import threading
@@ -136,6 +143,8 @@ class Market:
     listed: int  # first instant with trading (ms)
     delisted: int | None = None  # first instant without trading (ms), None = still listed
     gaps: tuple[tuple[int, int], ...] = ()  # maintenance windows [start, end) without trading
+    kind: str = "spot"  # "spot", "um" (USD-M futures) or "cm" (COIN-M futures)
+    market_id: str | None = None  # exchange id when it is not base + quote (e.g. BTCUSD_PERP)
 
     @property
     def base(self):
@@ -143,11 +152,11 @@ class Market:
 
     @property
     def quote(self):
-        return self.symbol.split("/")[1]
+        return self.symbol.split("/")[1].split(":")[0]
 
     @property
     def id(self):
-        return self.base + self.quote
+        return self.market_id or self.base + self.quote
 
 
 BTC_LISTED = ms(2017, 8, 17, 4)
@@ -166,7 +175,19 @@ MARKETS = {
         Market("OLD/USDT", OLD_LISTED, OLD_DELISTED),
     )
 }
-MARKETS_BY_ID = {m.id: m for m in MARKETS.values()}
+MARKETS_BY_ID = {m.id: m for m in MARKETS.values()}  # the REST side (spot only)
+
+UM_LISTED = ms(2019, 9, 8, 9)
+CM_LISTED = ms(2020, 8, 11, 2)
+# Futures markets exist only in the archive mirror (fake_archive.py), not in exchangeInfo/klines.
+FUTURES_MARKETS = {
+    m.symbol: m
+    for m in (
+        Market("BTC/USDT:USDT", UM_LISTED, kind="um", market_id="BTCUSDT"),
+        Market("BTC/USD:BTC", CM_LISTED, kind="cm", market_id="BTCUSD_PERP"),
+    )
+}
+ALL_MARKETS = {**MARKETS, **FUTURES_MARKETS}
 
 
 def candle_exists(market: Market, interval: str, t: int, now_ms: int) -> bool:
@@ -191,8 +212,29 @@ def candle_exists(market: Market, interval: str, t: int, now_ms: int) -> bool:
 
 
 def _h(*parts) -> int:
-    key = "|".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    key = "|".join(map(str, parts)).encode()
+    return int.from_bytes(_blake2b(key, digest_size=8).digest(), "big")
+
+
+_blake2b = hashlib.blake2b
+
+
+@functools.lru_cache(maxsize=None)
+def _price_level(symbol: str) -> int:
+    return 1000 + (_h(symbol) % 50000)  # per-symbol price level
+
+
+def _kline_ints(symbol: str, interval: str, t: int, revision: int | None):
+    """(open, high, low, close) in cents and volume in thousandths."""
+    tag = "final" if revision is None else f"open{revision}"
+    h = int.from_bytes(_blake2b(f"{symbol}|{interval}|{t}|{tag}".encode(), digest_size=8).digest(), "big")
+    base = _price_level(symbol)
+    o = base * 100 + (h % 200000)  # in cents
+    c = base * 100 + ((h >> 20) % 200000)
+    hi = max(o, c) + ((h >> 40) % 5000)
+    lo = max(1, min(o, c) - ((h >> 52) % 5000))
+    vol = (h >> 8) % 10_000_000  # in thousandths
+    return o, hi, lo, c, vol
 
 
 def kline_strings(symbol: str, interval: str, t: int, revision: int | None = None):
@@ -202,35 +244,35 @@ def kline_strings(symbol: str, interval: str, t: int, revision: int | None = Non
     revision. Values have at most 2 decimals (prices) / 3 decimals (volume), so parsing the
     strings to float is exact and unambiguous.
     """
-    tag = "final" if revision is None else f"open{revision}"
-    h = _h(symbol, interval, t, tag)
-    base = 1000 + (_h(symbol) % 50000)  # per-symbol price level
-    o = base * 100 + (h % 200000)  # in cents
-    c = base * 100 + ((h >> 20) % 200000)
-    hi = max(o, c) + ((h >> 40) % 5000)
-    lo = max(1, min(o, c) - ((h >> 52) % 5000))
-    vol = (h >> 8) % 10_000_000  # in thousandths
-    return (
-        f"{o / 100:.8f}",
-        f"{hi / 100:.8f}",
-        f"{lo / 100:.8f}",
-        f"{c / 100:.8f}",
-        f"{vol / 1000:.8f}",
-    )
+    o, hi, lo, c, vol = _kline_ints(symbol, interval, t, revision)
+    return (f"{o / 100:.8f}", f"{hi / 100:.8f}", f"{lo / 100:.8f}", f"{c / 100:.8f}", f"{vol / 1000:.8f}")
+
+
+def kline_full(symbol: str, interval: str, t: int, revision: int | None = None) -> list:
+    """The 12 fields Binance answers for one kline (REST /klines row and archive CSV row):
+    open_time, open, high, low, close, volume, close_time, quote_volume, count,
+    taker_buy_base, taker_buy_quote, ignore."""
+    o, h, l, c, v = _kline_ints(symbol, interval, t, revision)
+    o, h, l, c, v = o / 100, h / 100, l / 100, c / 100, v / 1000  # == float(kline_strings(...))
+    close_time = next_open(interval, t) - 1
+    count = int.from_bytes(_blake2b(f"{symbol}|{t}".encode(), digest_size=8).digest(), "big") % 5000 + 1
+    return [t, f"{o:.8f}", f"{h:.8f}", f"{l:.8f}", f"{c:.8f}", f"{v:.8f}", close_time, f"{v * c:.8f}", count,
+            "0.00000000", "0.00000000", "0"]
 
 
 def candle_row(symbol, interval, t, now_ms, revision):
     """[t, o, h, l, c, v] floats as ccxt returns them, final or open depending on now."""
     is_open = next_open(interval, t) > now_ms
-    vals = kline_strings(symbol, interval, t, revision if is_open else None)
-    return [t] + [float(v) for v in vals]
+    o, h, l, c, v = _kline_ints(symbol, interval, t, revision if is_open else None)
+    # == float() of kline_strings' decimals: both are the double nearest the exact quotient
+    return [t, o / 100, h / 100, l / 100, c / 100, v / 1000]
 
 
 def expected_rows(symbol, interval, start, end, now_ms=None, revision=0):
     """Ground truth: existing candles with start <= open time <= end, as [t, o, h, l, c, v]."""
     if now_ms is None:
         now_ms = int(time.time() * 1000)
-    m = MARKETS[symbol]
+    m = ALL_MARKETS[symbol]
     return [
         candle_row(symbol, interval, t, now_ms, revision)
         for t in open_times(interval, start, end)
@@ -276,8 +318,12 @@ class _BinanceError(Exception):
         self.body = body if body is not None else {"code": code, "msg": msg}
 
 
-class FakeBinance:
-    """State + HTTP server. Thread-safe; all knobs may be changed while it runs."""
+from fake_archive import ArchiveMixin  # noqa: E402  (uses the helpers above)
+
+
+class FakeBinance(ArchiveMixin):
+    """State + HTTP server. Thread-safe; all knobs may be changed while it runs.
+    The archive mirror's knobs (``archive_*`` methods) are documented in fake_archive.py."""
 
     def __init__(self, delay: float = 0.0):
         self.now_ms: int | None = None  # None -> int(time.time() * 1000) at request time
@@ -289,6 +335,7 @@ class FakeBinance:
         self.requests: list[dict] = []  # every request: path, params, status, rows, first, last
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._archive_init()
 
     # ---- clock -------------------------------------------------------------------------
     def now(self) -> int:
@@ -318,8 +365,10 @@ class FakeBinance:
         return len(self.klines_log(ok_only))
 
     def reset_log(self):
+        """Clear the REST request log and the archive request log."""
         with self._lock:
             self.requests.clear()
+            self.archive_requests.clear()
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -341,6 +390,9 @@ class FakeBinance:
 
             def do_GET(self):
                 fake._handle(self)
+
+            def do_HEAD(self):
+                fake._handle(self, head=True)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -364,9 +416,11 @@ class FakeBinance:
         self.stop()
 
     # ---- request handling --------------------------------------------------------------
-    def _handle(self, h: BaseHTTPRequestHandler):
+    def _handle(self, h: BaseHTTPRequestHandler, head: bool = False):
         parts = urlsplit(h.path)
         path = parts.path
+        if path.startswith("/data/"):
+            return self._archive_handle(h, path, head)
         params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         entry = {"path": path, "params": params, "status": 200, "rows": 0, "first": None, "last": None}
         status, body = 200, None
@@ -406,7 +460,8 @@ class FakeBinance:
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
-        h.wfile.write(data)
+        if not head:
+            h.wfile.write(data)
 
     def _exchange_info(self):
         symbols = []
@@ -515,11 +570,8 @@ class FakeBinance:
         symbol = m.symbol
         rows = []
         for t in times:
-            close_time = next_open(interval, t) - 1
-            is_open = close_time + 1 > now
-            o, h, l, c, v = kline_strings(symbol, interval, t, revision if is_open else None)
-            qv = f"{float(v) * float(c):.8f}"
-            rows.append([t, o, h, l, c, v, close_time, qv, _h(symbol, t) % 5000 + 1, "0.00000000", "0.00000000", "0"])
+            is_open = next_open(interval, t) > now
+            rows.append(kline_full(symbol, interval, t, revision if is_open else None))
         return rows
 
 

@@ -23,6 +23,8 @@ def test_requests_and_results_are_logged_at_info_cached_calls_at_debug(tmp_path,
     with caplog.at_level(logging.DEBUG, logger="candlecache"):
         get_ohlcv_with_cache(tmp_path, BTC, "1m", T0, 2500, ex.fetch_ohlcv)
         info = [r for r in caplog.records if r.levelno == logging.INFO]
+        plan = [r.getMessage() for r in info if "to fetch" in r.getMessage()]
+        assert plan == ["BTC/USDT 1m: not cached, to fetch: 2024-01-01T00:00:00Z .. 2024-01-02T17:40:00Z"]
         asks = [r.getMessage() for r in info if "asking from" in r.getMessage()]
         assert len(asks) == len(ex.calls) == 3
         assert asks[0] == "BTC/USDT 1m: asking from 2024-01-01T00:00:00Z for up to 2500 candles"
@@ -119,3 +121,21 @@ def test_a_year_out_of_range_is_called_a_year(tmp_path):
         get_ohlcv_with_cache(tmp_path, BTC, "1M", T0, 10**8, MemoryExchange().fetch_ohlcv)
     with pytest.raises(ValueError, match=r"^year \d+ is outside the supported range of dates$"):
         candlecache._core.period_add("1M", T0, 10**9)
+
+
+def test_a_first_call_that_fails_leaves_nothing_on_disk(tmp_path):
+    """An unknown symbol (the callback raises before anything is stored) leaves no empty
+    folder with a lock file behind; the next call for a real symbol works as usual."""
+
+    def unknown(symbol, period, since, limit):
+        raise ValueError(f"binance does not have market symbol {symbol}")
+
+    with pytest.raises(ValueError, match="does not have market symbol"):
+        get_ohlcv_with_cache(tmp_path, "NOPE/USDT", "1h", T0, 5, unknown)
+    assert list(tmp_path.iterdir()) == []
+    ex = MemoryExchange()
+    assert get_ohlcv_with_cache(tmp_path, BTC, "1h", T0, 5, ex.fetch_ohlcv).height == 5
+    # A folder that already held candles is kept when a later call fails.
+    with pytest.raises(ValueError):
+        get_ohlcv_with_cache(tmp_path, BTC, "1h", T0 + 5 * HOUR, 5, unknown)
+    assert get_ohlcv_with_cache(tmp_path, BTC, "1h", T0, 5, ex.fetch_ohlcv).height == 5

@@ -7,9 +7,15 @@ Candles
     what ``base_dir`` holds and calling ``fetch_callback`` (e.g. a ccxt exchange's
     ``fetch_ohlcv``) only for what is missing. Times may be epoch ms, datetimes, dates or ISO
     strings; ``end_time=`` replaces ``count``. ``get_ohlcv_with_cache_async`` is the same for
-    ccxt's async client. ``read_cached`` reads without fetching; ``coverage`` and ``holes``
-    tell what is cached; ``forget`` makes a range be fetched again; ``repair_cache`` moves
-    damaged files aside. Log lines go to ``logging.getLogger("candlecache")``.
+    ccxt's async client. ``read_cached`` reads without fetching; ``coverage``, ``holes``,
+    ``covered_empty`` and ``inventory`` tell what is cached; ``forget`` makes a range be
+    fetched again; ``repair_cache`` moves damaged files aside. The ``candlecache`` command
+    (``python -m candlecache --help``) does the same from a shell. Log lines go to ``logging.getLogger("candlecache")``.
+
+Archive backfill
+    ``backfill_binance_vision(base_dir, symbol, period, start_time, end_time)`` fills the
+    same cache from Binance's public archive (daily and monthly zips, SHA-256 verified);
+    ``vision_failures`` lists the files that failed.
 
 Disk cache
     ``Cache``, ``FanoutCache``, ``Deque``, ``Index`` and the recipes (``memoize_stampede``,
@@ -56,6 +62,7 @@ from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
     PERIODS,
     coverage,
+    covered_empty,
     data_dir,
     forget,
     holes,
@@ -64,6 +71,8 @@ from .ohlcv import (
     read_cached,
     repair_cache,
 )
+from .inventory import inventory
+from .vision import BackfillReport, backfill_binance_vision, clear_vision_failures, vision_failures
 
 __version__: str = _core.__version__
 
@@ -75,6 +84,12 @@ __all__ = [
     "forget",
     "coverage",
     "holes",
+    "covered_empty",
+    "inventory",
+    "backfill_binance_vision",
+    "BackfillReport",
+    "vision_failures",
+    "clear_vision_failures",
     "data_dir",
     "period_to_ms",
     "PERIODS",

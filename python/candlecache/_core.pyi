@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -142,3 +142,26 @@ def period_floor(period_name: str, t: int) -> int: ...
 def period_add(period_name: str, t: int, n: int) -> int: ...
 def partition_key(t: int, period_name: str) -> str: ...
 def partition_window(period_name: str) -> str: ...
+
+def vision_target(symbol: str, market: str | None = None, market_id: str | None = None) -> tuple[str, str]: ...
+def vision_backfill(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period_name: str,
+    market: str | None,
+    market_id: str | None,
+    base_url: str,
+    start_ms: int,
+    end_ms: int | None,
+    verify: bool,
+    proceed_on_failure: bool,
+    retry: list[str],
+    workers: int,
+    lock_timeout: float | None,
+    durable: bool,
+    lag_ms: int,
+    now_ms: int,
+    progress: Callable[[int, int], object] | None = None,
+) -> dict[str, Any]: ...
+def vision_failures(base_dir: str | os.PathLike[str]) -> list[dict[str, Any]]: ...
+def vision_clear_failures(base_dir: str | os.PathLike[str], stamp: str) -> str | None: ...

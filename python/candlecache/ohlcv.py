@@ -30,6 +30,7 @@ __all__ = [
     "forget",
     "coverage",
     "holes",
+    "covered_empty",
     "data_dir",
     "period_to_ms",
     "PERIODS",
@@ -179,9 +180,15 @@ class _Progress:
     """A tqdm bar over candles fetched, opened only for long fetches; it leaves a one-line
     summary on stderr when it closes."""
 
-    def __init__(self, mode: bool | None, label: str) -> None:
+    def __init__(
+        self, mode: bool | None, label: str, unit: str = "candle", min_total: int = _PROGRESS_MIN_SLOTS,
+        verb: str = "fetched",
+    ) -> None:
+        self.verb = verb
         self.mode = mode
         self.label = label
+        self.unit = unit
+        self.min_total = min_total
         self.bar: Any = None
         self.started = time.monotonic()
 
@@ -198,13 +205,13 @@ class _Progress:
                     warnings.warn("progress=True needs tqdm: pip install tqdm", stacklevel=4)
                 self.mode = False
                 return
-            self.bar = tqdm(total=total, unit="candle", desc=self.label, leave=False)
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.label, leave=False)
         self.bar.n = done
         self.bar.refresh()
 
     def _wanted(self, total: int) -> bool:
         if self.mode is None:
-            return total >= _PROGRESS_MIN_SLOTS and sys.stderr is not None and sys.stderr.isatty()
+            return total >= self.min_total and sys.stderr is not None and sys.stderr.isatty()
         return self.mode
 
     def close(self) -> None:
@@ -213,7 +220,7 @@ class _Progress:
             self.bar.close()
             if sys.stderr is not None:
                 sys.stderr.write(
-                    f"{self.label}: {done:,} of {total:,} candles fetched in {time.monotonic() - self.started:.1f} s\n"
+                    f"{self.label}: {done:,} of {total:,} {self.unit}s {self.verb} in {time.monotonic() - self.started:.1f} s\n"
                 )
 
 
@@ -234,6 +241,22 @@ class _Counted:
         except TypeError:
             pass
         return rows
+
+
+def _log_plan(base: Path, symbol: str, period: str, start: int, count: int, now_ms: int) -> None:
+    """INFO: the ranges a call will ask the exchange for (what the log does not cover)."""
+    first = _slots(period, start, start)[0]
+    stop = min(_core.period_add(period, first, count), _core.period_add(period, _core.period_floor(period, now_ms), 1))
+    if stop <= first:
+        return
+    try:
+        missing = _core.ranges_missing(_core.coverage(data_dir(base, symbol, period), period), first, stop)
+    except Exception:  # the fetch itself reports an unreadable log; this line is only a hint
+        return
+    if missing:
+        shown = ", ".join(f"{describe_ms(a)} .. {describe_ms(b)}" for a, b in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        _log.info("%s %s: not cached, to fetch: %s%s", symbol, period, shown, more)
 
 
 def get_ohlcv_with_cache(
@@ -357,6 +380,8 @@ def get_ohlcv_with_cache(
     if lock_timeout is not None and (not isinstance(lock_timeout, (int, float)) or lock_timeout < 0):
         raise ValueError(f"lock_timeout must be None or a number of seconds >= 0, got {lock_timeout!r}")
     now_ms = int(time.time() * 1000)
+    if enable_cache and count > 0 and _log.isEnabledFor(logging.INFO):
+        _log_plan(base, symbol, period, start_time, count, now_ms)
     bar = _Progress(progress, f"{symbol} {period}")
     counted = _Counted(fetch_callback)
     try:
@@ -486,6 +511,62 @@ def holes(
         return []
     stop = _core.period_add(period, first, n)
     return [tuple(r) for r in _core.ranges_missing(coverage(base_dir, symbol, period), first, stop)]  # type: ignore[misc]
+
+
+def covered_empty(
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    start_time: TimeLike | None = None,
+    end_time: TimeLike | None = None,
+) -> list[tuple[int, int]]:
+    """The half-open ``(start_ms, end_ms)`` ranges inside ``start_time <= time <= end_time``
+    that the cache has answered but holds no candle for: runs of covered slots without a row
+    (before a listing, a maintenance window, after a delisting). ``start_time``/``end_time``
+    default to the start and end of what is covered.
+
+    >>> candlecache.covered_empty("~/.cache/candles", "BTC/USDT", "1h")  # doctest: +SKIP
+    [(1704153600000, 1704157200000)]
+    """
+    period = _check_period(period)
+    covered = coverage(base_dir, symbol, period)
+    if not covered:
+        return []
+    lo, hi = covered[0][0], covered[-1][1]
+    if start_time is not None:
+        start = to_ms("start_time", start_time)
+        lo = max(lo, _slots(period, start, start)[0])
+    if end_time is not None:
+        end = to_ms("end_time", end_time)
+        if start_time is not None and end < to_ms("start_time", start_time):
+            raise ValueError(f"end_time {describe_ms(end)} is before start_time")
+        hi = min(hi, _core.period_add(period, _core.period_floor(period, end), 1))
+    if lo >= hi:
+        return []
+    times = read_cached(base_dir, symbol, period, lo, hi - 1).get_column("time").unique().sort()
+    if period == "1M":
+        after = times.map_elements(lambda t: _core.period_add(period, t, 1), return_dtype=pl.Int64)
+    else:
+        after = times + _core.period_ms(period)
+    # Per stored candle: the slot after it and the next stored candle (or the range end).
+    frame = pl.DataFrame({"time": times, "after": after})
+    out: list[tuple[int, int]] = []
+    for a, b in covered:
+        a, b = max(a, lo), min(b, hi)
+        if a >= b:
+            continue
+        inside = frame.filter((pl.col("time") >= a) & (pl.col("time") < b))
+        if inside.height == 0:
+            out.append((a, b))
+            continue
+        first = int(inside.item(0, "time"))
+        if first > a:
+            out.append((a, first))
+        runs = inside.with_columns(next=pl.col("time").shift(-1).fill_null(b)).filter(
+            pl.col("after") < pl.col("next")
+        )
+        out.extend((int(x), min(int(y), b)) for x, y in runs.select("after", "next").iter_rows())
+    return out
 
 
 def repair_cache(

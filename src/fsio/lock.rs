@@ -71,6 +71,27 @@ impl FolderLock {
     }
 }
 
+impl FolderLock {
+    /// Whether the file this lock holds is still the one at `path`. A holder may remove a
+    /// lock file (and its folder) it created in vain; whoever was waiting on the removed
+    /// file then holds nothing that excludes anyone and must lock the new one.
+    pub fn is_at(&self, path: &Path) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match (self.file.metadata(), std::fs::metadata(path)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            true
+        }
+    }
+}
+
 impl Drop for FolderLock {
     fn drop(&mut self) {
         if self.epoch == fork_epoch() {
@@ -117,6 +138,19 @@ mod tests {
         );
         drop(held);
         FolderLock::acquire(&path, Some(Duration::from_millis(30))).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_removed_lock_file_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let held = FolderLock::acquire(&path, None).unwrap();
+        assert!(held.is_at(&path));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!held.is_at(&path));
+        let other = FolderLock::acquire(&path, Some(Duration::from_millis(30))).unwrap();
+        assert!(other.is_at(&path) && !held.is_at(&path));
     }
 
     #[test]

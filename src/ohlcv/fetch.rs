@@ -70,9 +70,37 @@ fn lock_path(dir: &Path) -> PathBuf {
     dir.join(".lock")
 }
 
+/// Take the folder's lock, creating the folder if needed.
 pub fn lock(dir: &Path, timeout: Option<Duration>) -> Result<FolderLock> {
-    std::fs::create_dir_all(dir).map_err(|e| FsError::io(dir, e))?;
-    Ok(FolderLock::acquire(&lock_path(dir), timeout)?)
+    let path = lock_path(dir);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        std::fs::create_dir_all(dir).map_err(|e| FsError::io(dir, e))?;
+        match FolderLock::acquire(&path, timeout) {
+            // The folder was removed between creating it and opening the lock (see `discard`).
+            Err(e) if tries < 8 && e.kind() == Some(std::io::ErrorKind::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(held) if held.is_at(&path) => return Ok(held),
+            Ok(_) if tries < 8 => continue,
+            Ok(held) => return Ok(held),
+        }
+    }
+}
+
+/// Remove a folder this call created if it still holds nothing but the lock file (a first
+/// call for an unknown symbol must not leave an empty folder behind). The lock file goes
+/// while still held: a process waiting on it sees it was removed and starts over.
+fn discard(dir: &Path, held: FolderLock) {
+    let only_lock = std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .all(|e| e.file_name() == *".lock")
+    });
+    if cfg!(unix) && only_lock && std::fs::remove_file(lock_path(dir)).is_ok() {
+        drop(held);
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Read the cache, fetching what is missing; returns the rows of the request.
@@ -96,8 +124,9 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
             return store::read_range(&req.dir, lo, hi);
         }
     }
+    let fresh = !req.dir.exists();
     let fetched = {
-        let _guard = lock(&req.dir, req.lock_timeout)?;
+        let guard = lock(&req.dir, req.lock_timeout)?;
         let known = if req.enable_cache {
             log::coverage_at(&req.dir, &req.period, req.now_ms)?
         } else {
@@ -107,6 +136,9 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
         let mut run = Run::new(req, known.confirm);
         let outcome = run.fetch_all(&missing, fetcher);
         let flushed = run.flush();
+        if fresh && outcome.is_err() {
+            discard(&req.dir, guard);
+        }
         outcome?;
         flushed?;
         log::compact(&req.dir, &req.period, req.durable, false)?;

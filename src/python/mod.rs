@@ -4,6 +4,7 @@ mod arrow;
 mod errors;
 mod kv;
 mod ohlcv;
+mod vision;
 
 use pyo3::prelude::*;
 
@@ -33,5 +34,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ohlcv::period_add, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::partition_key, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::partition_window, m)?)?;
+    m.add_function(wrap_pyfunction!(vision::vision_target, m)?)?;
+    m.add_function(wrap_pyfunction!(vision::vision_backfill, m)?)?;
+    m.add_function(wrap_pyfunction!(vision::vision_failures, m)?)?;
+    m.add_function(wrap_pyfunction!(vision::vision_clear_failures, m)?)?;
     Ok(())
 }

@@ -15,11 +15,11 @@ use super::errors::{fs_to_py, to_py};
 use crate::ohlcv::fetch::{self, Fetcher, Request};
 use crate::ohlcv::{OhlcvError, Period, Ranges, frame, log, maintenance, store};
 
-fn period(name: &str) -> PyResult<Period> {
+pub(super) fn period(name: &str) -> PyResult<Period> {
     Period::parse(name).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+pub(super) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
     seconds
         .map(|s| {
             Duration::try_from_secs_f64(s).map_err(|_| {

@@ -16,7 +16,7 @@ import candlecache
 from memory_exchange import DAY, HOUR, T0, MemoryExchange
 
 PYTHON_DIR = Path(candlecache.__file__).resolve().parents[1]
-VERBS = ["backfill", "failures", "info", "gaps", "forget"]
+VERBS = ["backfill", "failures", "info", "stats", "gaps", "forget"]
 BTC = "BTC/USDT"
 
 # The archive backfill needs the extension built with src/vision (the lead creates
@@ -82,6 +82,22 @@ def test_usage_errors_exit_2():
     cli("nosuchverb", check=2)
     cli("info", check=2)  # DIR missing
     cli("--version", check=0)
+
+
+# ---------------------------------------------------------------------------------- stats
+
+def test_stats_adds_up_every_process(cache):
+    candlecache.market.default_cache(cache).close()  # saves this process's counts
+    data = cli_json("stats", cache)
+    assert (data["hits"], data["misses"], data["requests"]) == (0, 3, 3)
+    assert data["entries"] == 2 and data["bytes_on_disk"] > 0
+    assert data["days"][-1]["misses"] == 3
+    table = cli("stats", cache, check=0).stdout
+    assert "hit_rate" in table and "misses" in table
+    candlecache.get_ohlcv_with_cache(cache, BTC, "1h", T0, 24, MemoryExchange().fetch_ohlcv)
+    candlecache.market.default_cache(cache).close()
+    assert cli_json("stats", cache, "--reset")["hits"] == 1
+    assert cli_json("stats", cache)["hits"] == 0
 
 
 # ---------------------------------------------------------------------------------- info

@@ -72,6 +72,7 @@ from .ohlcv import (
     repair_cache,
 )
 from .inventory import inventory
+from .market import MarketCache
 from .vision import BackfillReport, backfill_binance_vision, clear_vision_failures, vision_failures
 
 __version__: str = _core.__version__
@@ -86,6 +87,7 @@ __all__ = [
     "holes",
     "covered_empty",
     "inventory",
+    "MarketCache",
     "backfill_binance_vision",
     "BackfillReport",
     "vision_failures",

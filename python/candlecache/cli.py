@@ -304,6 +304,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .market import MarketCache
+
+    cache = MarketCache(_existing_dir(args.dir), hot_cache_mb=0)
+    counts = cache.stats(reset=args.reset)
+    counts = {k: v for k, v in counts.items() if not k.startswith("hot_")}  # this process's only
+    history = cache.stats_history()
+    if args.json:
+        days = [{**d, "day": d["day"].isoformat()} for d in history.to_dicts()]
+        _json({**counts, "days": days})
+        return 0
+    _table(("statistic", "value"), [(k, f"{v:.1%}" if k == "hit_rate" else (_size(v) if k == "bytes_on_disk" else v))
+                                    for k, v in counts.items()], right=(1,))
+    if history.height:
+        print()
+        _table(("day", "hits", "misses", "size"),
+               [(d["day"].isoformat(), d["hits"], d["misses"], "-" if d["size"] is None else _size(d["size"]))
+                for d in history.to_dicts()], right=(1, 2, 3))
+    return 0
+
+
 def _cmd_gaps(args: argparse.Namespace) -> int:
     from . import _core
     from .ohlcv import coverage, covered_empty, holes
@@ -381,6 +402,14 @@ examples:
 
 A symbol shows as its folder name (BTC/USDT:USDT as BTC_USDT_USDT); the other verbs accept
 either form. holes = ranges between the first and last candle that were never fetched."""),
+    "stats": ("hits, misses, requests and size of a cache directory, over every process", """
+examples:
+  candlecache stats ~/.cache/candles
+  candlecache stats ~/.cache/candles --json
+  candlecache stats ~/.cache/candles --reset
+
+Counts come from MarketCache, get_ohlcv_with_cache and read_cached in every process that used
+the directory; one line per day follows. --reset prints them, then starts again from zero."""),
     "gaps": ("ranges not cached, and ranges cached as empty, of one symbol and period", """
 examples:
   candlecache gaps ~/.cache/candles BTC/USDT 1h
@@ -436,6 +465,8 @@ def _parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_cmd_failures)
 
     p["info"].set_defaults(func=_cmd_info)
+    p["stats"].add_argument("--reset", action="store_true", help="start the counts again from zero (after printing them)")
+    p["stats"].set_defaults(func=_cmd_stats)
 
     for name in ("gaps", "forget"):
         p[name].add_argument("symbol", metavar="SYMBOL", help="e.g. BTC/USDT (or its folder name BTC_USDT)")

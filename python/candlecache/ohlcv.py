@@ -337,6 +337,30 @@ def get_ohlcv_with_cache(
         candlecache.Timeout: the folder lock was held longer than ``lock_timeout``.
         candlecache.CorruptionError: a cache file cannot be read (see ``repair_cache``).
     """
+    return _get_ohlcv(
+        None, base_dir, symbol, period, start_time, count, fetch_callback, fetch_callback_params,
+        enable_cache, end_time=end_time, lock_timeout=lock_timeout, durable=durable, progress=progress,
+    )
+
+
+def _get_ohlcv(
+    cache: Any,
+    base_dir: str | os.PathLike[str],
+    symbol: str,
+    period: str,
+    start_time: TimeLike,
+    count: int | None,
+    fetch_callback: Callable[..., Any] | None,
+    fetch_callback_params: Mapping[str, Any] | None,
+    enable_cache: bool,
+    *,
+    end_time: TimeLike | None,
+    lock_timeout: float | None,
+    durable: bool,
+    progress: bool | None,
+) -> pl.DataFrame:
+    """The body of ``get_ohlcv_with_cache`` and ``MarketCache.get_ohlcv``: ``cache`` (a
+    ``MarketCache``, or None for the directory's shared default) holds the hot tier and counts."""
     base = _check_base_dir(base_dir).expanduser()
     if not isinstance(symbol, str) or not symbol:
         raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
@@ -382,6 +406,11 @@ def get_ohlcv_with_cache(
     now_ms = int(time.time() * 1000)
     if enable_cache and count > 0 and _log.isEnabledFor(logging.INFO):
         _log_plan(base, symbol, period, start_time, count, now_ms)
+    if cache is None:
+        from .market import default_cache
+
+        cache = default_cache(base)
+    decodes = cache._decodes()
     bar = _Progress(progress, f"{symbol} {period}")
     counted = _Counted(fetch_callback)
     try:
@@ -399,10 +428,12 @@ def get_ohlcv_with_cache(
             bool(durable),
             _adapt,
             bar if progress is not False else None,
+            cache._hot,
         )
     finally:
         bar.close()
     df = pl.DataFrame(stream)
+    cache._count_call(counted.requests, counted.rows, hot=cache._decodes() == decodes)
     if counted.requests:
         _log.info(
             "%s %s from %s, %d periods: %d candles returned; %d requests answered %d candles",
@@ -428,11 +459,10 @@ def read_cached(
     >>> read_cached("cache", "BTC/USDT", "1h", 0, 0).height  # doctest: +SKIP
     0
     """
-    _check_period(period)
-    path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
-    start = None if start_time is None else to_ms("start_time", start_time)
-    end = None if end_time is None else to_ms("end_time", end_time)
-    return pl.DataFrame(_core.read_range(path, start, end))
+    from .market import default_cache
+
+    base = _check_base_dir(base_dir)
+    return default_cache(base).read(symbol, period, start_time, end_time)
 
 
 def forget(

@@ -1,6 +1,7 @@
 //! The read-through entry point: read what the cache covers, fetch only what it does not.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -8,6 +9,7 @@ use arrow_array::RecordBatch;
 use super::coverage::Ranges;
 use super::error::{OhlcvError, Result};
 use super::frame;
+use super::hot::HotTier;
 use super::log;
 use super::period::Period;
 use super::store;
@@ -42,6 +44,8 @@ pub struct Request {
     pub now_ms: i64,
     pub durable: bool,
     pub lock_timeout: Option<Duration>,
+    /// Decoded files kept in memory across calls (a `MarketCache`'s hot tier).
+    pub hot: Option<Arc<HotTier>>,
 }
 
 impl Request {
@@ -121,7 +125,7 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
         // Fully cached reads take no lock: every file change is an atomic rename.
         let known = log::coverage_at(&req.dir, &req.period, req.now_ms)?;
         if to_fetch(req, &known.covered, first, end)?.is_empty() {
-            return store::read_range(&req.dir, lo, hi);
+            return store::read_range_hot(&req.dir, lo, hi, req.hot.as_deref());
         }
     }
     let fresh = !req.dir.exists();
@@ -145,7 +149,7 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
         run.returned
     };
     if req.enable_cache {
-        store::read_range(&req.dir, lo, hi)
+        store::read_range_hot(&req.dir, lo, hi, req.hot.as_deref())
     } else {
         let pieces = fetched
             .into_iter()
@@ -408,6 +412,7 @@ mod tests {
             now_ms: 200_000 * M,
             durable: false,
             lock_timeout: None,
+            hot: None,
         };
         (dir, fake, req)
     }

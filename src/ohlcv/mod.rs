@@ -5,6 +5,7 @@ pub mod coverage;
 pub mod error;
 pub mod fetch;
 pub mod frame;
+pub mod hot;
 pub mod log;
 pub mod maintenance;
 pub mod parquet_file;
@@ -13,4 +14,5 @@ pub mod store;
 
 pub use coverage::Ranges;
 pub use error::{OhlcvError, Result};
+pub use hot::{HotStats, HotTier};
 pub use period::{PERIODS, Period, Window};

@@ -21,9 +21,10 @@ use arrow_array::RecordBatch;
 
 use super::error::{OhlcvError, Result};
 use super::frame;
+use super::hot::HotTier;
 use super::parquet_file;
 use super::period::{Period, partition_span};
-use crate::fsio::FsError;
+use crate::fsio::{FileStamp, FsError};
 
 const COMPACTED_THROUGH: &str = "candlecache.compacted_through";
 const SUPERSEDES: &str = "candlecache.supersedes";
@@ -139,6 +140,16 @@ fn overlaps(f: &DataFile, lo: i64, hi: i64) -> bool {
 
 /// Rows with `lo <= time < hi`, sorted and unique on time, across every live file.
 pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
+    read_range_hot(dir, lo, hi, None)
+}
+
+/// [`read_range`], serving files from (and keeping them in) `hot` when given.
+pub fn read_range_hot(
+    dir: &Path,
+    lo: i64,
+    hi: i64,
+    hot: Option<&HotTier>,
+) -> Result<Vec<RecordBatch>> {
     // A concurrent writer may replace or remove a file between listing and opening it;
     // every such change leaves a complete set of files, so listing again suffices.
     let mut attempts = 0;
@@ -151,7 +162,7 @@ pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
         let stale = superseded(&files)?;
         let live: Vec<&DataFile> = files.iter().filter(|f| !stale.contains(&f.path)).collect();
         let mut pieces = Vec::new();
-        for (f, read) in live.iter().zip(read_files(&live, lo, hi)) {
+        for (f, read) in live.iter().zip(read_files(&live, lo, hi, hot)) {
             match read? {
                 Some(batches) => pieces.extend(batches.into_iter().map(|b| (f.priority(), b))),
                 None if attempts < 50 => continue 'retry,
@@ -174,15 +185,12 @@ pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
 type FileRead = Result<Option<Vec<RecordBatch>>>;
 
 /// Read several files, spread over the available cores when there is more than one file.
-fn read_files(files: &[&DataFile], lo: i64, hi: i64) -> Vec<FileRead> {
+fn read_files(files: &[&DataFile], lo: i64, hi: i64, hot: Option<&HotTier>) -> Vec<FileRead> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len());
     if threads <= 1 {
-        return files
-            .iter()
-            .map(|f| parquet_file::read(&f.path, lo, hi))
-            .collect();
+        return files.iter().map(|f| read_file(f, lo, hi, hot)).collect();
     }
     let mut out: Vec<Option<FileRead>> = (0..files.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
@@ -193,7 +201,7 @@ fn read_files(files: &[&DataFile], lo: i64, hi: i64) -> Vec<FileRead> {
             .map(|(fs, slots)| {
                 scope.spawn(move || {
                     for (f, slot) in fs.iter().zip(slots) {
-                        *slot = Some(parquet_file::read(&f.path, lo, hi));
+                        *slot = Some(read_file(f, lo, hi, hot));
                     }
                 })
             })
@@ -212,6 +220,35 @@ fn read_files(files: &[&DataFile], lo: i64, hi: i64) -> Vec<FileRead> {
             })
         })
         .collect()
+}
+
+fn stamp(path: &Path) -> Result<Option<FileStamp>> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some(FileStamp::of(&m))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FsError::io(path, e).into()),
+    }
+}
+
+/// One file's rows, from the hot tier if it holds them for the file as it is now. What is
+/// decoded is kept only if the file did not change while it was read.
+fn read_file(f: &DataFile, lo: i64, hi: i64, hot: Option<&HotTier>) -> FileRead {
+    let Some(hot) = hot else {
+        return parquet_file::read(&f.path, lo, hi);
+    };
+    let Some(before) = stamp(&f.path)? else {
+        return Ok(None);
+    };
+    if let Some(rows) = hot.get(&f.path, before, lo, hi) {
+        return Ok(Some(rows));
+    }
+    let read = parquet_file::read(&f.path, lo, hi)?;
+    if let Some(rows) = &read
+        && stamp(&f.path)? == Some(before)
+    {
+        hot.put(&f.path, before, lo, hi, rows);
+    }
+    Ok(read)
 }
 
 fn read_all(f: &DataFile) -> Result<Vec<RecordBatch>> {

@@ -2,6 +2,7 @@
 
 mod arrow;
 mod errors;
+mod hot;
 mod kv;
 mod ohlcv;
 mod vision;
@@ -15,6 +16,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GRACE_MS", crate::ohlcv::log::GRACE_MS)?;
     m.add_class::<arrow::ArrowStream>()?;
     m.add_class::<kv::KvStore>()?;
+    m.add_class::<hot::PyHotTier>()?;
     m.add_function(wrap_pyfunction!(kv::crc32, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::get_ohlcv, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::read_range, m)?)?;

@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::arrow::{ArrowStream, to_batch};
 use super::errors::{fs_to_py, to_py};
+use super::hot::PyHotTier;
 use crate::ohlcv::fetch::{self, Fetcher, Request};
 use crate::ohlcv::{OhlcvError, Period, Ranges, frame, log, maintenance, store};
 
@@ -87,7 +88,7 @@ impl Fetcher for PyFetcher {
 
 /// The engine of `get_ohlcv_with_cache` (argument checks and defaults live in Python).
 #[pyfunction]
-#[pyo3(signature = (base_dir, symbol, period_name, start_time, count, fetch_callback, fetch_callback_params, enable_cache, now_ms, lock_timeout, durable, adapt, progress=None))]
+#[pyo3(signature = (base_dir, symbol, period_name, start_time, count, fetch_callback, fetch_callback_params, enable_cache, now_ms, lock_timeout, durable, adapt, progress=None, hot=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn get_ohlcv(
     py: Python<'_>,
@@ -104,6 +105,7 @@ pub fn get_ohlcv(
     durable: bool,
     adapt: Py<PyAny>,
     progress: Option<Py<PyAny>>,
+    hot: Option<PyRef<'_, PyHotTier>>,
 ) -> PyResult<ArrowStream> {
     let req = Request {
         dir: fetch::data_dir(&base_dir, &symbol, &period_name),
@@ -114,6 +116,7 @@ pub fn get_ohlcv(
         now_ms,
         durable,
         lock_timeout: timeout(lock_timeout)?,
+        hot: hot.map(|h| h.inner.clone()),
     };
     let mut fetcher = PyFetcher {
         callback: fetch_callback,
@@ -136,18 +139,20 @@ pub fn get_ohlcv(
 
 /// Stored rows of a folder with `start <= time <= end`.
 #[pyfunction]
-#[pyo3(signature = (data_dir, start=None, end=None))]
+#[pyo3(signature = (data_dir, start=None, end=None, hot=None))]
 pub fn read_range(
     py: Python<'_>,
     data_dir: PathBuf,
     start: Option<i64>,
     end: Option<i64>,
+    hot: Option<PyRef<'_, PyHotTier>>,
 ) -> PyResult<ArrowStream> {
+    let hot = hot.map(|h| h.inner.clone());
     let (lo, hi) = (
         start.unwrap_or(i64::MIN),
         end.map_or(i64::MAX, |e| e.saturating_add(1)),
     );
-    py.detach(|| store::read_range(&data_dir, lo, hi))
+    py.detach(|| store::read_range_hot(&data_dir, lo, hi, hot.as_deref()))
         .map(ArrowStream::new)
         .map_err(|e| to_py(py, e))
 }

@@ -1,7 +1,7 @@
 //! Reading an archive zip: its CSV, with or without a header row, open times in ms or µs
 //! (decided per value: spot files from 2025 on are in µs), duplicates removed.
 
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
@@ -24,10 +24,15 @@ pub fn read_zip(bytes: &[u8]) -> Result<RecordBatch, Problem> {
                 .is_some_and(|n| n.is_ok_and(|n| n.to_ascii_lowercase().ends_with(".csv")))
         })
         .ok_or(Problem::NoCsv)?;
-    let entry = zip
+    let mut entry = zip
         .by_index(index)
         .map_err(|e| Problem::BadZip(e.to_string()))?;
-    read_csv(BufReader::with_capacity(1 << 16, entry))
+    // The stated size only sizes the buffer: a lying header cannot make it huge.
+    let mut text = Vec::with_capacity(entry.size().min(1 << 28) as usize);
+    entry
+        .read_to_end(&mut text)
+        .map_err(|e| Problem::BadZip(e.to_string()))?;
+    read_csv(&text)
 }
 
 /// Epoch ms from an open time in ms, µs or ns.
@@ -41,73 +46,85 @@ fn to_ms(t: i64) -> i64 {
     }
 }
 
-fn field<'a>(
-    fields: &mut impl Iterator<Item = &'a str>,
-    line: usize,
-    what: &str,
-) -> Result<&'a str, Problem> {
-    fields
-        .next()
-        .map(str::trim)
-        .ok_or_else(|| Problem::BadCsv(format!("line {line} has no {what} column")))
+fn parse_int(field: &[u8]) -> Option<i64> {
+    if field.is_empty() || field.len() > 19 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in field {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    }
+    Some(n)
 }
 
-pub fn read_csv(reader: impl Read) -> Result<RecordBatch, Problem> {
-    let mut reader = BufReader::new(reader);
-    let mut rows: Vec<(i64, [f64; 5])> = Vec::new();
-    let mut buf = String::new();
-    let mut line_no = 0;
-    loop {
-        buf.clear();
-        let n = reader
-            .read_line(&mut buf)
-            .map_err(|e| Problem::BadZip(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let line = buf.trim();
-        if line.is_empty() {
-            continue;
-        }
-        // A header row (`open_time,open,...`) is sniffed by its first byte, on any line, so
-        // files concatenated with their headers still read.
-        if !line.as_bytes()[0].is_ascii_digit() {
-            if line_no == 1 || line.starts_with("open_time") {
+fn parse_float(field: &[u8]) -> Option<f64> {
+    std::str::from_utf8(field).ok()?.trim().parse().ok()
+}
+
+/// The archive's CSV: `open_time, open, high, low, close, volume, close_time, …`, numbers
+/// only, no quoting; a header row is recognised by its first byte.
+pub fn read_csv(text: &[u8]) -> Result<RecordBatch, Problem> {
+    let guess = text.len() / 96 + 1;
+    let mut times: Vec<i64> = Vec::with_capacity(guess);
+    let mut values: [Vec<f64>; 5] = std::array::from_fn(|_| Vec::with_capacity(guess));
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(&first) = line.first() else { continue };
+        let line_no = i + 1;
+        if !first.is_ascii_digit() {
+            // Files concatenated with their headers still read.
+            if i == 0 || line.starts_with(b"open_time") {
                 continue;
             }
+            let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
             return Err(Problem::BadCsv(format!(
-                "line {line_no} is not a candle: {line:.80}"
+                "line {line_no} is not a candle: {shown}"
             )));
         }
-        let mut fields = line.split(',');
-        let t = field(&mut fields, line_no, "open_time")?;
-        let t: i64 = t
-            .parse::<i64>()
-            .or_else(|_| t.parse::<f64>().map(|f| f as i64))
-            .map_err(|_| {
-                Problem::BadCsv(format!("line {line_no}: open_time {t:?} is not a number"))
+        let mut fields = line.split(|&b| b == b',');
+        let t = fields.next().unwrap_or_default();
+        let t = parse_int(t.trim_ascii())
+            .or_else(|| parse_float(t).map(|f| f as i64))
+            .ok_or_else(|| {
+                Problem::BadCsv(format!(
+                    "line {line_no}: open_time {:?} is not a number",
+                    String::from_utf8_lossy(t)
+                ))
             })?;
-        let mut v = [0.0; 5];
-        for (slot, name) in v.iter_mut().zip(frame::PRICE_COLUMNS) {
-            let s = field(&mut fields, line_no, name)?;
-            *slot = s.parse().map_err(|_| {
-                Problem::BadCsv(format!("line {line_no}: {name} {s:?} is not a number"))
-            })?;
+        for (column, name) in values.iter_mut().zip(frame::PRICE_COLUMNS) {
+            let f = fields
+                .next()
+                .ok_or_else(|| Problem::BadCsv(format!("line {line_no} has no {name} column")))?;
+            column.push(parse_float(f).ok_or_else(|| {
+                Problem::BadCsv(format!(
+                    "line {line_no}: {name} {:?} is not a number",
+                    String::from_utf8_lossy(f)
+                ))
+            })?);
         }
-        rows.push((to_ms(t), v));
+        times.push(to_ms(t));
     }
-    // Files have repeated rows (BPD#191): keep the first of each open time.
-    rows.sort_by_key(|r| r.0);
-    rows.dedup_by_key(|r| r.0);
-    let times = Int64Array::from_iter_values(rows.iter().map(|r| r.0));
-    let mut columns: Vec<arrow_array::ArrayRef> = vec![Arc::new(times)];
-    for i in 0..5 {
-        columns.push(Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|r| r.1[i]),
-        )));
+    let batch = RecordBatch::try_new(
+        frame::base_schema(),
+        std::iter::once(Arc::new(Int64Array::from(times)) as arrow_array::ArrayRef)
+            .chain(
+                values
+                    .into_iter()
+                    .map(|v| Arc::new(Float64Array::from(v)) as arrow_array::ArrayRef),
+            )
+            .collect(),
+    )
+    .map_err(|e| Problem::BadCsv(e.to_string()))?;
+    if frame::is_strictly_sorted(&batch) {
+        return Ok(batch);
     }
-    RecordBatch::try_new(frame::base_schema(), columns).map_err(|e| Problem::BadCsv(e.to_string()))
+    // Out of order or repeated rows (BPD#191): sort, and keep one row per open time.
+    frame::merge(vec![(0, batch)])
+        .and_then(frame::concat)
+        .map_err(Problem::BadCsv)
 }
 
 #[cfg(test)]

@@ -1,0 +1,407 @@
+"""``MarketCache``: one cache directory's settings, its hot in-memory tier and its statistics.
+
+``get_ohlcv_with_cache`` and ``read_cached`` go through a shared ``MarketCache`` per directory
+(:func:`default_cache`), so the drop-in functions get the hot tier and the counts too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import _core
+from ._times import to_ms
+from .ohlcv import (
+    DEFAULT_LOCK_TIMEOUT,
+    TimeLike,
+    _check_base_dir,
+    _check_period,
+    _get_ohlcv,
+    data_dir,
+)
+
+__all__ = ["MarketCache", "default_cache", "DEFAULT_HOT_CACHE_MB"]
+
+#: The hot tier of the shared per-directory caches behind ``get_ohlcv_with_cache`` and
+#: ``read_cached``, in MiB; the environment variable ``CANDLECACHE_HOT_MB`` overrides it
+#: (``0`` turns the tier off).
+DEFAULT_HOT_CACHE_MB = 256
+
+_STATS_DIR = (".candlecache", "stats")
+_COUNTERS = ("hits", "misses", "hot_hits", "cold_hits", "reads", "requests", "candles_fetched")
+#: Counts are saved at most this often while a process works (and always on close and exit).
+_SAVE_EVERY_S = 1.0
+
+
+def _env_hot_mb() -> float:
+    raw = os.environ.get("CANDLECACHE_HOT_MB")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_HOT_CACHE_MB
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"CANDLECACHE_HOT_MB must be a number of MiB (0 turns the hot tier off), got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"CANDLECACHE_HOT_MB must not be negative, got {raw!r}")
+    return value
+
+
+def _today() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+
+class _Stats:
+    """This process's counts for one directory, saved to a file of its own so that no reader
+    or writer ever waits for another: ``stats()`` adds up the files of all processes."""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base.joinpath(*_STATS_DIR)
+        self.lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        self.pid = os.getpid()
+        self.file = self.dir / f"{socket.gethostname()}-{self.pid}-{time.time_ns()}.json"
+        self.counts = dict.fromkeys(_COUNTERS, 0)
+        self.days: dict[str, dict[str, int]] = {}
+        self.dirty = False
+        self.saved_at = 0.0
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            if os.getpid() != self.pid:  # a child of fork(): the parent's counts are not ours
+                self._start()
+            day = self.days.setdefault(_today(), {"hits": 0, "misses": 0})
+            for k, v in counts.items():
+                self.counts[k] += v
+                if k in day:
+                    day[k] += v
+            self.dirty = True
+            due = time.monotonic() - self.saved_at >= _SAVE_EVERY_S
+        if due:
+            self.save()
+
+    def save(self, size: int | None = None) -> None:
+        with self.lock:
+            if os.getpid() != self.pid or not (self.dirty or size is not None):
+                return
+            if size is not None:
+                self.days.setdefault(_today(), {"hits": 0, "misses": 0})["size"] = size
+            doc = json.dumps({"counts": self.counts, "days": self.days}).encode()
+            self.dirty = False
+            self.saved_at = time.monotonic()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_name(f".{self.file.name}.tmp")
+            tmp.write_bytes(doc)
+            os.replace(tmp, self.file)
+        except OSError:
+            pass  # statistics never fail a read or a fetch
+
+    def load_all(self) -> list[dict[str, Any]]:
+        """Every process's saved counts, this process's as they are now."""
+        docs: list[dict[str, Any]] = []
+        try:
+            files = list(self.dir.glob("*.json"))
+        except OSError:
+            files = []
+        for f in files:
+            if f == self.file:
+                continue
+            try:
+                docs.append(json.loads(f.read_bytes()))
+            except (OSError, ValueError):
+                continue  # removed by a reset meanwhile, or foreign
+        with self.lock:
+            docs.append({"counts": dict(self.counts), "days": json.loads(json.dumps(self.days))})
+        return docs
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts = dict.fromkeys(_COUNTERS, 0)
+            self.days = {}
+            self.dirty = False
+        for f in self.dir.glob("*.json"):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+def _disk(base: Path) -> tuple[int, int]:
+    """Bytes of the cache's files and number of partitions (a main file and its deltas
+    count as one)."""
+    total = 0
+    partitions: set[tuple[str, str]] = set()
+    try:
+        folders = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return 0, 0
+    for folder in folders:
+        try:
+            for f in folder.iterdir():
+                try:
+                    total += f.stat().st_size
+                except OSError:
+                    continue
+                if f.suffix == ".parquet":
+                    partitions.add((folder.name, f.stem.split(".d")[0]))
+        except OSError:
+            continue
+    return total, len(partitions)
+
+
+_live: weakref.WeakSet[MarketCache] = weakref.WeakSet()
+
+
+class MarketCache:
+    """One candle cache directory with a hot in-memory tier and statistics.
+
+    Reads served by the hot tier decode nothing: recently read partitions stay in memory, as
+    Arrow, and are handed to polars without a copy. They are never stale: each read checks
+    the folder's files (one ``stat`` each) and decodes again whatever another process, or
+    this one, or the original tool, has written since.
+
+    Args:
+        base_dir: the cache directory (the ``base_dir`` of ``get_ohlcv_with_cache``).
+        hot_cache_mb: the hot tier's budget in MiB (``0`` turns it off).
+        statistics: count hits, misses, requests and candles fetched, saved in
+            ``base_dir/.candlecache/stats`` (one small file per process, no lock).
+
+    >>> import ccxt, candlecache
+    >>> ex = ccxt.binance()  # doctest: +SKIP
+    >>> with candlecache.MarketCache("~/.cache/candles", hot_cache_mb=512) as cache:  # doctest: +SKIP
+    ...     df = cache.get_ohlcv("BTC/USDT", "1m", "2024-01-01", end_time="2024-12-31T23:59:00Z",
+    ...                          fetch_callback=ex.fetch_ohlcv)
+    ...     again = cache.read("BTC/USDT", "1m", "2024-06-01", "2024-06-30")   # from memory
+    ...     cache.stats()["hit_rate"]
+    0.5
+    """
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        hot_cache_mb: float = DEFAULT_HOT_CACHE_MB,
+        statistics: bool = True,
+    ) -> None:
+        self.base_dir: Path = _check_base_dir(base_dir)
+        if isinstance(hot_cache_mb, bool) or not isinstance(hot_cache_mb, (int, float)) or hot_cache_mb < 0:
+            raise ValueError(f"hot_cache_mb must be a number of MiB >= 0 (0 turns the hot tier off), got {hot_cache_mb!r}")
+        self.hot_cache_mb = float(hot_cache_mb)
+        budget = int(self.hot_cache_mb * 1024 * 1024)
+        self._hot: _core.HotTier | None = _core.HotTier(budget) if budget > 0 else None
+        self._stats: _Stats | None = _Stats(self.base_dir) if statistics else None
+        self._closed = False
+        _live.add(self)
+
+    # -- reading and fetching ---------------------------------------------------------------
+
+    def get_ohlcv(
+        self,
+        symbol: str,
+        period: str,
+        start_time: TimeLike,
+        count: int | None = None,
+        fetch_callback: Callable[..., Any] | None = None,
+        fetch_callback_params: Mapping[str, Any] | None = None,
+        *,
+        end_time: TimeLike | None = None,
+        enable_cache: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        durable: bool = False,
+        progress: bool | None = None,
+    ) -> pl.DataFrame:
+        """``get_ohlcv_with_cache`` on this directory, with this cache's hot tier and counts
+        (same arguments, same result, same errors).
+
+        >>> df = cache.get_ohlcv("BTC/USDT", "1h", "2024-01-01", 24, ex.fetch_ohlcv)  # doctest: +SKIP
+        """
+        self._check_open()
+        return _get_ohlcv(
+            self, self.base_dir, symbol, period, start_time, count, fetch_callback,
+            fetch_callback_params, enable_cache, end_time=end_time, lock_timeout=lock_timeout,
+            durable=durable, progress=progress,
+        )
+
+    def read(
+        self,
+        symbol: str,
+        period: str,
+        start_time: TimeLike | None = None,
+        end_time: TimeLike | None = None,
+    ) -> pl.DataFrame:
+        """The stored candles with ``start_time <= time <= end_time`` (all when omitted),
+        without fetching: ``read_cached`` with this cache's hot tier.
+
+        >>> cache.read("BTC/USDT", "1h", "2024-01-01", "2024-01-31").height  # doctest: +SKIP
+        744
+        """
+        self._check_open()
+        period = _check_period(period)
+        if not isinstance(symbol, str) or not symbol:
+            raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
+        path = data_dir(self.base_dir, symbol, period)
+        start = None if start_time is None else to_ms("start_time", start_time)
+        end = None if end_time is None else to_ms("end_time", end_time)
+        df = pl.DataFrame(_core.read_range(path, start, end, self._hot))
+        if self._stats is not None:
+            self._stats.add(reads=1)
+        return df
+
+    # -- statistics -------------------------------------------------------------------------
+
+    def _decodes(self) -> int:
+        return 0 if self._hot is None else int(self._hot.stats()["decodes"])
+
+    def _count_call(self, requests: int, candles: int, *, hot: bool) -> None:
+        if self._stats is None:
+            return
+        if requests:
+            self._stats.add(misses=1, requests=requests, candles_fetched=candles)
+        else:
+            self._stats.add(hits=1, **({"hot_hits": 1} if hot else {"cold_hits": 1}))
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Counts over every process that used this directory (since the last reset):
+
+        - ``hits``: ``get_ohlcv`` calls served wholly from the cache (``hot_hits`` without
+          decoding anything, ``cold_hits`` reading some file from disk), ``misses``: calls
+          that fetched; ``hit_rate`` = hits / (hits + misses);
+        - ``reads``: ``read``/``read_cached`` calls; ``requests`` and ``candles_fetched``:
+          callback calls and the candles they returned;
+        - ``bytes_on_disk`` and ``entries`` (partition files) of the directory now;
+        - ``hot_bytes``, ``hot_entries``, ``hot_budget``, ``hot_file_hits``,
+          ``hot_decodes``, ``hot_evictions``: this process's hot tier.
+
+        ``reset=True`` returns the counts, then starts them again from zero.
+
+        >>> cache.stats()["hits"]  # doctest: +SKIP
+        12
+        """
+        out: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
+        if self._stats is not None:
+            for doc in self._stats.load_all():
+                for k in _COUNTERS:
+                    out[k] += int(doc.get("counts", {}).get(k, 0))
+        calls = out["hits"] + out["misses"]
+        out["hit_rate"] = out["hits"] / calls if calls else 0.0
+        out["bytes_on_disk"], out["entries"] = _disk(self.base_dir)
+        hot = self._hot.stats() if self._hot is not None else {}
+        out["hot_bytes"] = hot.get("bytes", 0)
+        out["hot_entries"] = hot.get("entries", 0)
+        out["hot_budget"] = hot.get("budget", 0)
+        out["hot_file_hits"] = hot.get("hits", 0)
+        out["hot_decodes"] = hot.get("decodes", 0)
+        out["hot_evictions"] = hot.get("evictions", 0)
+        if reset:
+            if self._stats is not None:
+                self._stats.reset()
+            if self._hot is not None:
+                self._hot.reset_stats()
+        return out
+
+    def stats_history(self, start: TimeLike | None = None, end: TimeLike | None = None) -> pl.DataFrame:
+        """Counts per UTC day, over every process: ``day`` (``Date``), ``hits``, ``misses``
+        and ``size`` (bytes on disk, as last recorded that day; null if not recorded),
+        kept without being asked for. ``start``/``end`` bound the days (inclusive).
+
+        >>> cache.stats_history()  # doctest: +SKIP
+        shape: (3, 4)
+        """
+        days: dict[str, dict[str, int | None]] = {}
+        if self._stats is not None:
+            for doc in self._stats.load_all():
+                for day, c in doc.get("days", {}).items():
+                    d = days.setdefault(day, {"hits": 0, "misses": 0, "size": None})
+                    d["hits"] = int(d["hits"] or 0) + int(c.get("hits", 0))
+                    d["misses"] = int(d["misses"] or 0) + int(c.get("misses", 0))
+                    if c.get("size") is not None:
+                        d["size"] = max(int(d["size"] or 0), int(c["size"]))
+        frame = pl.DataFrame(
+            {
+                "day": [datetime.strptime(k, "%Y-%m-%d").date() for k in sorted(days)],
+                "hits": [days[k]["hits"] for k in sorted(days)],
+                "misses": [days[k]["misses"] for k in sorted(days)],
+                "size": [days[k]["size"] for k in sorted(days)],
+            },
+            schema={"day": pl.Date, "hits": pl.Int64, "misses": pl.Int64, "size": pl.Int64},
+        )
+        if start is not None:
+            lo = datetime.fromtimestamp(to_ms("start", start) / 1000, timezone.utc).date()
+            frame = frame.filter(pl.col("day") >= lo)
+        if end is not None:
+            hi = datetime.fromtimestamp(to_ms("end", end) / 1000, timezone.utc).date()
+            frame = frame.filter(pl.col("day") <= hi)
+        return frame
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{self!r} is closed")
+
+    def close(self) -> None:
+        """Save the counts (with today's size on disk) and drop the hot tier. Idempotent."""
+        if self._closed:
+            return
+        self._save(with_size=True)
+        if self._hot is not None:
+            self._hot.clear()
+        self._closed = True
+
+    def _save(self, with_size: bool = False) -> None:
+        if self._stats is not None:
+            self._stats.save(size=_disk(self.base_dir)[0] if with_size else None)
+
+    def __enter__(self) -> MarketCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        if self._hot is None:
+            hot = "hot tier off"
+        else:
+            h = self._hot.stats()
+            hot = f"hot {h['bytes'] / 2**20:.1f} of {h['budget'] / 2**20:.0f} MiB in {h['entries']} files"
+        return f"MarketCache({str(self.base_dir)!r}, {hot}, {state})"
+
+
+_defaults: dict[str, MarketCache] = {}
+_defaults_lock = threading.Lock()
+
+
+def default_cache(base_dir: str | os.PathLike[str]) -> MarketCache:
+    """The shared ``MarketCache`` of a directory that ``get_ohlcv_with_cache`` and
+    ``read_cached`` use: its hot tier is ``CANDLECACHE_HOT_MB`` MiB (default 256; ``0`` off)."""
+    base = _check_base_dir(base_dir)
+    key = os.path.abspath(base)
+    cache = _defaults.get(key)
+    if cache is None or cache._closed:
+        with _defaults_lock:
+            cache = _defaults.get(key)
+            if cache is None or cache._closed:
+                cache = MarketCache(base, hot_cache_mb=_env_hot_mb())
+                _defaults[key] = cache
+    return cache
+
+
+@atexit.register
+def _save_all() -> None:
+    for cache in list(_live):
+        if not cache._closed:
+            cache._save(with_size=True)

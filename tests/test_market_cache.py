@@ -1,0 +1,187 @@
+"""``MarketCache`` (issue 10, first slice): the hot tier and the statistics, through the
+installed package, against other processes and the original tool writing the same files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import candlecache
+from candlecache import MarketCache, get_ohlcv_with_cache, read_cached
+from memory_exchange import DAY, HOUR, MINUTE, T0, MemoryExchange, candle
+
+sys.path.insert(0, str(Path(__file__).parent / "original"))
+import orig_cache_tool.entry as o_entry  # noqa: E402
+
+BTC = "BTC/USDT"
+HERE = Path(__file__).parent
+
+
+def run_child(code: str, *args: object, env: dict[str, str] | None = None) -> str:
+    src = "import sys\nsys.path.insert(0, %r)\n" % str(HERE) + textwrap.dedent(code)
+    out = subprocess.run(
+        [sys.executable, "-c", src, *map(str, args)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_hot_reads_decode_nothing_and_equal_cold_reads(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path) as cache:
+        first = cache.get_ohlcv(BTC, "1m", T0, 100 * 1440, ex.fetch_ohlcv)  # Jan .. Apr: 4 files
+        decodes = cache.stats()["hot_decodes"]
+        for _ in range(5):
+            again = cache.get_ohlcv(BTC, "1m", T0, 100 * 1440, ex.fetch_ohlcv)
+            part = cache.get_ohlcv(BTC, "1m", T0 + 40 * DAY, 100, ex.fetch_ohlcv)
+        s = cache.stats()
+        assert s["hot_decodes"] == decodes, "a hot read decoded a file"
+        assert s["hot_file_hits"] >= 5 * 4
+        assert (s["hits"], s["misses"], s["hot_hits"], s["cold_hits"]) == (10, 1, 10, 0)
+        assert again.equals(first)
+        assert part.equals(first.filter(pl.col("time") >= T0 + 40 * DAY).head(100))
+    cold = candlecache.read_cached(tmp_path, BTC, "1m", T0, T0 + 100 * DAY - MINUTE)
+    assert cold.equals(first)
+
+
+def test_a_write_by_another_process_is_seen_by_the_next_read(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path) as cache:
+        before = cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv)
+        assert cache.read(BTC, "1h", T0, T0 + 47 * HOUR).equals(before)
+        # Another process stores other values for the same candles (enable_cache=False
+        # fetches and replaces), and appends candles after them.
+        run_child(
+            """
+            import candlecache
+            from memory_exchange import candle, HOUR
+            base, T0 = sys.argv[1], int(sys.argv[2])
+            def changed(symbol, period, since, limit):
+                return [[t] + [v * 2 for v in candle(symbol, period, t)[1:]] for t in range(since, since + limit * HOUR, HOUR)]
+            candlecache.get_ohlcv_with_cache(base, "BTC/USDT", "1h", T0, 60, changed, enable_cache=False)
+            """,
+            tmp_path, T0,
+        )
+        after = cache.read(BTC, "1h", T0, T0 + 59 * HOUR)
+        assert after.height == 60
+        assert after["close"].to_list()[:48] == [c * 2 for c in before["close"].to_list()]
+        ex.calls.clear()
+        assert cache.get_ohlcv(BTC, "1h", T0, 60, ex.fetch_ohlcv).equals(after)
+        assert ex.calls == []
+
+
+def test_a_write_by_the_original_tool_is_seen_by_the_next_read(tmp_path):
+    """The original tool rewrites the partition file in place (same path): the next read sees
+    the candles it added."""
+    ex = MemoryExchange()
+    cache = candlecache.market.default_cache(tmp_path)
+    before = get_ohlcv_with_cache(tmp_path, BTC, "1h", T0, 24, ex.fetch_ohlcv)
+    assert read_cached(tmp_path, BTC, "1h").equals(before)
+    assert cache.stats()["hot_entries"] >= 1
+
+    def frames(symbol, period, since, limit, **params):
+        rows = [candle(symbol, period, t) for t in range(since, since + limit * HOUR, HOUR)]
+        return pl.DataFrame(rows, schema=["time", "open", "high", "low", "close", "volume"], orient="row")
+
+    o_entry.get_ohlcv_with_cache(tmp_path, BTC, "1h", T0 + 24 * HOUR, 24, frames)
+    after = read_cached(tmp_path, BTC, "1h")
+    assert after.height == 48
+    assert after.equals(pl.concat([before, frames(BTC, "1h", T0 + 24 * HOUR, 24)]))
+
+
+def test_statistics_add_up_across_processes(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path) as cache:
+        cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv)  # miss
+        cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv)  # hit
+        run_child(
+            """
+            import candlecache
+            from memory_exchange import MemoryExchange
+            base, T0 = sys.argv[1], int(sys.argv[2])
+            ex = MemoryExchange()
+            for start in (T0, T0 + 3600_000 * 100):             # a hit, then a miss
+                candlecache.get_ohlcv_with_cache(base, "BTC/USDT", "1h", start, 24, ex.fetch_ohlcv)
+            candlecache.get_ohlcv_with_cache(base, "BTC/USDT", "1h", start, 24, ex.fetch_ohlcv)  # hit
+            candlecache.read_cached(base, "BTC/USDT", "1h")
+            """,
+            tmp_path, T0,
+        )
+        s = cache.stats()
+        assert (s["hits"], s["misses"], s["reads"]) == (3, 2, 1)
+        assert s["requests"] == 2 and s["candles_fetched"] == 48
+        assert s["hit_rate"] == pytest.approx(0.6)
+        assert s["entries"] == 1 and s["bytes_on_disk"] > 0
+        history = cache.stats_history()
+        assert history.columns == ["day", "hits", "misses", "size"]
+        assert history["hits"].sum() == 3 and history["misses"].sum() == 2
+        assert cache.stats(reset=True)["hits"] == 3
+        assert cache.stats()["hits"] == 0
+        cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv)
+        assert cache.stats()["hits"] == 1
+    # close() recorded today's size.
+    assert MarketCache(tmp_path).stats_history()["size"].to_list()[-1] > 0
+
+
+def test_a_forked_child_counts_its_own_calls_only(tmp_path):
+    ex = MemoryExchange()
+    cache = MarketCache(tmp_path)
+    cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv)
+    cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv)
+            cache.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    s = cache.stats()
+    assert (s["hits"], s["misses"]) == (2, 1)
+
+
+def test_the_hot_tier_respects_its_budget_and_can_be_off(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path, hot_cache_mb=0.5) as small:
+        small.get_ohlcv(BTC, "1m", T0, 60 * 1440, ex.fetch_ohlcv)  # ~3 MB decoded
+        s = small.stats()
+        assert s["hot_bytes"] <= 0.5 * 2**20 and s["hot_budget"] == 2**19
+    with MarketCache(tmp_path, hot_cache_mb=0) as off:
+        assert off.read(BTC, "1m").height == 60 * 1440
+        assert off.stats()["hot_entries"] == 0
+        assert "hot tier off" in repr(off)
+    out = run_child(
+        """
+        import candlecache
+        c = candlecache.market.default_cache(sys.argv[1])
+        print(c.stats()["hot_budget"], repr(c))
+        """,
+        tmp_path, env={"CANDLECACHE_HOT_MB": "0"},
+    )
+    assert out.startswith("0 ") and "hot tier off" in out
+
+
+def test_repr_close_and_bad_arguments(tmp_path):
+    cache = MarketCache(str(tmp_path), hot_cache_mb=64)
+    assert repr(cache).startswith(f"MarketCache({str(tmp_path)!r}, hot 0.0 of 64 MiB in 0 files, open")
+    cache.close()
+    cache.close()
+    assert repr(cache).endswith("closed)")
+    with pytest.raises(ValueError, match="closed"):
+        cache.read(BTC, "1h")
+    for bad in (-1, "big", True):
+        with pytest.raises(ValueError, match="hot_cache_mb"):
+            MarketCache(tmp_path, hot_cache_mb=bad)
+    with pytest.raises(ValueError, match="unknown period"):
+        MarketCache(tmp_path).read(BTC, "7m")
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(NotADirectoryError):
+        MarketCache(f)

@@ -446,6 +446,22 @@ def test_missing_day_is_fetched_through_a_real_ccxt_binance(tmp_path, server, ex
     assert rest_klines(server) == 0
 
 
+def test_a_callback_that_fails_on_a_hole_is_reported_and_the_archive_rows_are_kept(tmp_path, server, clock):
+    start, end = ms(2024, 1, 11), ms(2024, 1, 13, 23, 59)
+    server.archive_404(fa.daily_path(BTC, "1m", H0))
+
+    def down(symbol, period, since, limit):
+        raise ConnectionError("exchange unreachable")
+
+    r = backfill(tmp_path, server, BTC, "1m", start, end, fetch_callback=down)
+    assert not r.ok
+    assert r.holes_fetched == [] and r.holes_left == [(H0, H1)]
+    assert len(r.failures) == 1 and "ConnectionError: exchange unreachable" in r.failures[0][1]
+    assert r.failures[0][0].startswith("fetch_callback 2024-01-12")
+    assert read(tmp_path, BTC, "1m", start, end).height == 2 * 1440
+    assert candlecache.vision_failures(tmp_path).height == 0  # not an archive file
+
+
 # ------------------------------------------------------------------------------------------
 # integrity: checksums, truncation, bad zips, the failure registry
 # ------------------------------------------------------------------------------------------

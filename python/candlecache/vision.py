@@ -65,7 +65,8 @@ class BackfillReport:
     files_unverified: int
     #: Archive paths the archive does not have (HTTP 404).
     files_missing: list[str] = field(default_factory=list)
-    #: ``(archive path, reason)`` of files that failed; they are in ``vision_failures``.
+    #: ``(archive path, reason)`` of files that failed (they are in ``vision_failures``), and
+    #: ``("fetch_callback <range>", error)`` for a hole the callback failed to fill.
     failures: list[tuple[str, str]] = field(default_factory=list)
     rows_written: int = 0
     #: Ranges the archive lacked that were fetched through ``fetch_callback``.
@@ -231,6 +232,7 @@ def backfill_binance_vision(
         bar.close()
     holes = [tuple(h) for h in raw["holes"]]
     fetched: list[tuple[int, int]] = []
+    rest_failures: list[tuple[str, str]] = []
     if fetch_callback is not None:
         for a, b in holes:
             n = _slots(period, a, b - 1)[1]
@@ -238,10 +240,16 @@ def backfill_binance_vision(
                 continue
             _log.info("%s %s: fetching %s .. %s through the callback (not in the archive)",
                       symbol, period, describe_ms(a), describe_ms(b))
-            get_ohlcv_with_cache(
-                base, symbol, period, a, n, fetch_callback, dict(fetch_callback_params or {}),
-                lock_timeout=lock_timeout, durable=durable, progress=progress,
-            )
+            try:
+                get_ohlcv_with_cache(
+                    base, symbol, period, a, n, fetch_callback, dict(fetch_callback_params or {}),
+                    lock_timeout=lock_timeout, durable=durable, progress=progress,
+                )
+            except Exception as e:  # what the archive gave is stored: report, don't lose it
+                _log.warning("%s %s: fetching %s .. %s through the callback failed: %r",
+                             symbol, period, describe_ms(a), describe_ms(b), e)
+                rest_failures.append((f"fetch_callback {describe_ms(a)} .. {describe_ms(b)}", f"{type(e).__name__}: {e}"))
+                continue
             fetched.append((a, b))
         covered = coverage(base, symbol, period)
         holes = [h for a, b in holes for h in map(tuple, _core.ranges_missing(covered, a, b))]
@@ -256,7 +264,7 @@ def backfill_binance_vision(
         files_verified=raw["files_verified"],
         files_unverified=raw["files_unverified"],
         files_missing=list(raw["files_missing"]),
-        failures=[tuple(f) for f in raw["failures"]],
+        failures=[tuple(f) for f in raw["failures"]] + rest_failures,
         rows_written=raw["rows_written"],
         holes_fetched=fetched,
         holes_left=holes,  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ pub mod registry;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Condvar, Mutex, mpsc};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -204,17 +204,25 @@ impl Run<'_> {
         let workers = self.req.workers.min(files.len());
         let queue = Mutex::new(VecDeque::from(files));
         let stop = AtomicBool::new(false);
+        let cpu = Gate::new(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(workers),
+        );
         let (verify, proceed) = (self.req.verify, self.req.proceed_on_failure);
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::channel();
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (queue, stop) = (&queue, &stop);
+                let (queue, stop, cpu) = (&queue, &stop, &cpu);
                 s.spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
                         let Some(file) = next else { break };
-                        if tx.send(fetch_one(http, file, verify, proceed)).is_err() {
+                        if tx
+                            .send(fetch_one(http, cpu, file, verify, proceed))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -322,6 +330,39 @@ impl Run<'_> {
     }
 }
 
+/// A counting semaphore: at most `n` closures run at once.
+struct Gate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn new(n: usize) -> Self {
+        Gate {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        if let Ok(mut free) = self.free.lock() {
+            while *free == 0 {
+                match self.freed.wait(free) {
+                    Ok(g) => free = g,
+                    Err(_) => return f(),
+                }
+            }
+            *free -= 1;
+        }
+        let out = f();
+        if let Ok(mut free) = self.free.lock() {
+            *free += 1;
+        }
+        self.freed.notify_one();
+        out
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -341,7 +382,13 @@ fn parse_checksum(body: &[u8]) -> std::result::Result<String, Problem> {
 }
 
 /// Download, verify and parse one file; a bad checksum or zip is downloaded once more.
-fn fetch_one(http: &http::Http, file: ArchiveFile, verify: bool, proceed: bool) -> Fetched {
+fn fetch_one(
+    http: &http::Http,
+    cpu: &Gate,
+    file: ArchiveFile,
+    verify: bool,
+    proceed: bool,
+) -> Fetched {
     let mut out = Fetched {
         file,
         bytes: 0,
@@ -362,32 +409,40 @@ fn fetch_one(http: &http::Http, file: ArchiveFile, verify: bool, proceed: bool) 
         };
         out.downloaded = true;
         out.bytes += zip.len() as u64;
-        let check = if verify {
-            let sum = match http.get(&format!("{}.CHECKSUM", out.file.path)) {
+        let sum = if verify {
+            Some(match http.get(&format!("{}.CHECKSUM", out.file.path)) {
                 Ok(http::Got::Body(b)) => {
                     out.bytes += b.len() as u64;
                     parse_checksum(&b)
                 }
                 Ok(http::Got::NotFound) => Err(Problem::ChecksumMissing),
                 Err(p) => Err(p),
-            };
-            sum.and_then(|expected| {
-                let actual = sha256_hex(&zip);
-                if expected == actual {
-                    Ok(())
-                } else {
-                    Err(Problem::ChecksumMismatch { expected, actual })
-                }
             })
         } else {
-            Ok(())
+            None
         };
-        let parsed = parse::read_zip(&zip).and_then(|b| {
-            if b.num_rows() == 0 {
-                Err(Problem::NoRows)
-            } else {
-                Ok(b)
-            }
+        // Hashing and decoding take the CPU: at most one file per core at a time, so files
+        // finish one after another and the main thread stores each while others decode.
+        let (check, parsed) = cpu.run(|| {
+            let check = match sum {
+                None => Ok(()),
+                Some(sum) => sum.and_then(|expected| {
+                    let actual = sha256_hex(&zip);
+                    if expected == actual {
+                        Ok(())
+                    } else {
+                        Err(Problem::ChecksumMismatch { expected, actual })
+                    }
+                }),
+            };
+            let parsed = parse::read_zip(&zip).and_then(|b| {
+                if b.num_rows() == 0 {
+                    Err(Problem::NoRows)
+                } else {
+                    Ok(b)
+                }
+            });
+            (check, parsed)
         });
         out.result = match (check, parsed) {
             (Ok(()), Ok(batch)) => {

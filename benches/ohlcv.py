@@ -1,7 +1,11 @@
 """Benchmark: candlecache vs a straightforward polars implementation vs polars.read_parquet.
 
 One year of 1m candles (525,600 rows) served by an in-memory callback. Prints one table of
-medians and ratios measured in the same run. Not a test: nothing here gates CI.
+medians and ratios measured in the same run, then a second one for the hot tier
+(``MarketCache``): hot vs hot tier off vs the original tool (tests/original/orig_cache_tool)
+vs polars.read_parquet, the cost of the per-read freshness check, and the live-loop pattern
+(the whole year asked again after 10 new candles). Not a test: nothing here gates CI, and
+the "met" columns only report.
 
     python benches/ohlcv.py [--repeat N]
 """
@@ -10,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -21,6 +27,12 @@ import numpy as np
 import polars as pl
 
 import candlecache
+from candlecache import _core
+from candlecache.market import default_cache
+
+# The original tool, vendored verbatim for the compatibility tests, run as is.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "original"))
+import orig_cache_tool.entry as orig_entry  # noqa: E402
 
 MINUTE = 60_000
 T0 = 1_672_531_200_000  # 2023-01-01T00:00:00Z
@@ -28,18 +40,19 @@ N = 525_600
 SCHEMA = {"time": pl.Int64, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64}
 
 
-def make_year() -> pl.DataFrame:
+def make_year(extra: int = 20) -> pl.DataFrame:
+    """N candles from T0, plus ``extra`` more after them (for appends)."""
     rng = np.random.default_rng(7)
-    close = 20_000 + np.cumsum(rng.normal(0, 5, N + 20))
-    t = T0 + np.arange(N + 20, dtype=np.int64) * MINUTE
+    close = 20_000 + np.cumsum(rng.normal(0, 5, N + extra))
+    t = T0 + np.arange(N + extra, dtype=np.int64) * MINUTE
     return pl.DataFrame(
         {
             "time": t,
-            "open": close + rng.normal(0, 1, N + 20),
+            "open": close + rng.normal(0, 1, N + extra),
             "high": close + 5,
             "low": close - 5,
             "close": close,
-            "volume": rng.uniform(0, 100, N + 20),
+            "volume": rng.uniform(0, 100, N + extra),
         }
     )
 
@@ -161,6 +174,230 @@ def median_ms(fn, repeat: int, setup=None) -> float:
     return statistics.median(times)
 
 
+def median_us(fn, repeat: int) -> float:
+    return median_ms(fn, repeat) * 1000
+
+
+def interleaved_us(fns: dict, repeat: int) -> dict[str, list[float]]:
+    """Each function once per round, round after round, so that all see the same load: the
+    times in us, per function, in round order (pairs can be subtracted round by round)."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k].append((time.perf_counter() - t) * 1e6)
+    return out
+
+
+def _met(target: str, value: float, peer: float | None = None) -> str:
+    """'yes'/'no' for targets written '<= X' (ms), '<= Kx <peer>' or '>= Kx <peer>'."""
+    if not target:
+        return ""
+    op, rest = target.split(" ", 1)
+    words = rest.split()
+    if words[0].endswith("x"):
+        if peer is None:
+            return ""
+        bound, value = float(words[0][:-1]), (value / peer if op == "<=" else peer / value)
+    else:
+        bound = float(words[0])
+    ok = value <= bound if op == "<=" else value >= bound
+    return "yes" if ok else "NO"
+
+
+# --- the hot tier (MarketCache) ---
+
+SYM = "BTC/USDT"
+HOT_MB = 256
+LIVE_SHIFT = 15 * 1440  # the live year ends mid-month: appends land in a partition of 21,600 rows
+
+
+class HotRow:
+    def __init__(self, name, hot, off=None, orig=None, plr=None, target="", met=""):
+        self.name, self.hot, self.off, self.orig, self.plr = name, hot, off, orig, plr
+        self.target, self.met = target, met
+
+
+def hot_tier(root: Path, cc_root: Path, files: list[str], feed: Feed, r: int, closing: list) -> tuple[list[HotRow], list[str]]:
+    """Rows for the hot tier, on the year ``cc_root`` holds (as the paged fill left it)."""
+    rows: list[HotRow] = []
+    notes: list[str] = []
+    hot = candlecache.MarketCache(cc_root, hot_cache_mb=HOT_MB)
+    off = candlecache.MarketCache(cc_root, hot_cache_mb=0)
+    closing += [hot, off]
+    folder = candlecache.data_dir(cc_root, SYM, "1m")
+    last = T0 + (N - 1) * MINUTE
+    hot.read(SYM, "1m", T0, last)  # everything decoded once: the tier now holds the year
+    held = hot.stats()
+    deltas = [Path(f).name for f in files if ".d" in Path(f).name]
+    notes.append(
+        f"hot tier: {held['hot_entries']} files ({len(deltas)} of them deltas: {', '.join(deltas) or 'none'}),"
+        f" {held['hot_bytes'] / 2**20:.1f} MiB of {HOT_MB} MiB after one full-year read"
+    )
+
+    # 1. the full year, all of it hot, against the same files read by polars and with the tier off
+    pl_year = median_ms(lambda: pl.read_parquet(files), r)
+    for how, fn_hot, fn_off in (
+        ("MarketCache.read", lambda: hot.read(SYM, "1m", T0, last), lambda: off.read(SYM, "1m", T0, last)),
+        (
+            "MarketCache.get_ohlcv",
+            lambda: hot.get_ohlcv(SYM, "1m", T0, N, feed),
+            lambda: off.get_ohlcv(SYM, "1m", T0, N, feed),
+        ),
+    ):
+        h, o = median_ms(fn_hot, r * 5), median_ms(fn_off, r)
+        rows.append(HotRow(f"hot read, full year: {how}", h, o, None, pl_year, "<= 0.1x polars", _met("<= 0.1x polars", h, pl_year)))
+
+    # 2. 100 rows
+    mid = T0 + (N // 2) * MINUTE
+    mid_end = mid + 99 * MINUTE
+    pl_100 = median_ms(lambda: pl.scan_parquet(files).filter(pl.col("time").is_between(mid, mid_end)).collect(), r * 5)
+    for how, fn_hot, fn_off in (
+        ("MarketCache.read", lambda: hot.read(SYM, "1m", mid, mid_end), lambda: off.read(SYM, "1m", mid, mid_end)),
+        (
+            "MarketCache.get_ohlcv",
+            lambda: hot.get_ohlcv(SYM, "1m", mid, 100, feed),
+            lambda: off.get_ohlcv(SYM, "1m", mid, 100, feed),
+        ),
+    ):
+        h, o = median_ms(fn_hot, r * 100), median_ms(fn_off, r * 20)
+        rows.append(HotRow(f"hot read, 100 rows: {how}", h, o, None, pl_100, "<= 0.1", _met("<= 0.1", h)))
+
+    # 3. The freshness check of a read is a directory listing and one stat per file it reads,
+    # done in Rust inside _core.read_range. It cannot be timed alone from Python, so it is
+    # bracketed: a hot 1-row read_range of the real folder (listing it, 1 stat of the month's
+    # only file, a hot lookup, a 1-row slice) minus the same call on a folder that does not exist (the fixed cost
+    # of a native read: the call, releasing the GIL, a failed opendir, an empty result). The
+    # difference is an upper bound of the check (it also holds the lookup and the slice).
+    # The calls are interleaved round by round and the check is the median of the per-round
+    # differences, so that a busy machine weighs on both sides alike.
+    n = r * 400
+    missing = root / "no-such-folder"
+    month = folder / f"{_key(mid)}.parquet"  # the file the 1-row read reads
+
+    def py_check():
+        os.listdir(folder)
+        os.stat(month)
+
+    got = interleaved_us(
+        {
+            "public": lambda: hot.read(SYM, "1m", mid, mid),
+            "core": lambda: _core.read_range(folder, mid, mid, hot._hot),
+            "core_df": lambda: pl.DataFrame(_core.read_range(folder, mid, mid, hot._hot)),
+            "fixed": lambda: _core.read_range(missing, mid, mid, hot._hot),
+            "trivial": lambda: _core.period_ms("1m"),
+            "py_check": py_check,
+            "stat": lambda: os.stat(month),
+        },
+        n,
+    )
+    med = {k: statistics.median(v) for k, v in got.items()}
+    one_public, one_core, one_core_df, fixed = med["public"], med["core"], med["core_df"], med["fixed"]
+    trivial, py_ref, stat_us = med["trivial"], med["py_check"], med["stat"]
+    check = statistics.median(a - b for a, b in zip(got["core"], got["fixed"]))
+    rows.append(HotRow("freshness check, 1 file (upper bound)", check / 1000, target="<= 0.02", met=_met("<= 0.02", check / 1000)))
+    notes += [
+        f"freshness check, how measured (medians of {n} calls, us; the tier holds the file):",
+        f"  MarketCache.read, 1 row, hot ................................ {one_public:8.1f}",
+        f"    of which polars import of the Arrow stream (pl.DataFrame) . {one_core_df - one_core:8.1f}",
+        f"    of which Python around it (times, path, statistics) ....... {one_public - one_core_df:8.1f}",
+        f"  _core.read_range(folder, t, t, hot), 1 row .................. {one_core:8.1f}",
+        f"    fixed: the same call on a missing folder .................. {fixed:8.1f}"
+        f"   (a trivial native call, _core.period_ms: {trivial:.1f})",
+        f"    check = median of the differences: listing + 1 stat (+ lookup, slice)"
+        f" {check:.1f}   target <= 20: {_met('<= 20', check)}",
+        f"  for reference, in Python: os.listdir + os.stat {py_ref:.1f}, one os.stat {stat_us:.1f};"
+        f" a full-year read stats {len(files)} files",
+    ]
+    rows_live, notes_live = live_loop(root, r, closing)
+    return rows + rows_live, notes + notes_live
+
+
+def live_loop(root: Path, r: int, closing: list) -> tuple[list[HotRow], list[str]]:
+    """A bot's loop: 10 new candles are appended (through get_ohlcv_with_cache and a callback),
+    then the whole year is asked for again; only the second call is timed. The year ends mid-
+    month, so the new candles land in a partition that already holds 21,600 rows."""
+    k = max(12, 2 * r)
+    feed = Feed(make_year(LIVE_SHIFT + 10 * k + 20))
+    cc_root, orig_root = root / "live-cc", root / "live-orig"
+    start0 = T0 + LIVE_SHIFT * MINUTE
+    candlecache.get_ohlcv_with_cache(cc_root, SYM, "1m", start0, N, feed)
+    orig_entry.get_ohlcv_with_cache(orig_root, SYM, "1m", start0, N, feed)
+    # Two hot caches, one per way of asking: the tier remembers the range each file was decoded
+    # for, so one way of asking would otherwise warm the tier for the other.
+    hot = candlecache.MarketCache(cc_root, hot_cache_mb=HOT_MB)
+    hot_r = candlecache.MarketCache(cc_root, hot_cache_mb=HOT_MB)
+    off = candlecache.MarketCache(cc_root, hot_cache_mb=0)
+    closing += [hot, hot_r, off]
+    hot.get_ohlcv(SYM, "1m", start0, N, feed)  # the bot has been running: the tier holds the year
+    hot_r.read(SYM, "1m", start0)
+    folder = candlecache.data_dir(cc_root, SYM, "1m")
+    t_hot, t_off, t_orig, decoded = [], [], [], []
+    t_rhot, t_roff, rdecoded = [], [], []
+    heights = set()
+    for i in range(1, k + 1):
+        new = start0 + (N + 10 * (i - 1)) * MINUTE  # the 10 candles after the stored ones
+        start = start0 + 10 * i * MINUTE  # the year ending with them
+        candlecache.get_ohlcv_with_cache(cc_root, SYM, "1m", new, 10, feed)
+        orig_entry.get_ohlcv_with_cache(orig_root, SYM, "1m", new, 10, feed)
+        before = hot._hot.stats()["decodes"]
+        t = time.perf_counter(); a = hot.get_ohlcv(SYM, "1m", start, N, feed); t_hot.append((time.perf_counter() - t) * 1000)
+        decoded.append(hot._hot.stats()["decodes"] - before)
+        t = time.perf_counter(); b = off.get_ohlcv(SYM, "1m", start, N, feed); t_off.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter(); c = orig_entry.get_ohlcv_with_cache(orig_root, SYM, "1m", start, N, feed); t_orig.append((time.perf_counter() - t) * 1000)
+        # The same year asked without an end (all stored from `start`): the tier's entries were
+        # decoded for an open end too, so only what changed on disk is decoded again.
+        before = hot_r._hot.stats()["decodes"]
+        t = time.perf_counter(); d = hot_r.read(SYM, "1m", start); t_rhot.append((time.perf_counter() - t) * 1000)
+        rdecoded.append(hot_r._hot.stats()["decodes"] - before)
+        t = time.perf_counter(); e = off.read(SYM, "1m", start); t_roff.append((time.perf_counter() - t) * 1000)
+        heights.add((a.height, b.height, c.height, d.height, e.height))
+    h, o, g = statistics.median(t_hot), statistics.median(t_off), statistics.median(t_orig)
+    rh, ro = statistics.median(t_rhot), statistics.median(t_roff)
+    rows = [
+        HotRow("live loop: whole year after 10 new candles, get_ohlcv", h, o, g, None, ">= 6x original", _met(">= 6x original", h, g)),
+        HotRow("  the same year as MarketCache.read(start), no end", rh, ro, g, None, ">= 6x original", _met(">= 6x original", rh, g)),
+    ]
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
+    tail_key = names[-1].split(".")[0]
+    tail = [f for f in names if f.startswith(tail_key)]
+    last_t = start0 + (N + 10 * k - 1) * MINUTE
+    n = r * 200
+    one_tail = median_us(lambda: _core.read_range(folder, last_t, last_t, hot._hot), n)
+    one_head = median_us(lambda: _core.read_range(folder, start0 + 10 * k * MINUTE, start0 + 10 * k * MINUTE, hot._hot), n)
+    notes = [
+        f"live loop: {k} rounds; hot get_ohlcv per round (ms): min {min(t_hot):.2f}, median {h:.2f}, max {max(t_hot):.2f};"
+        f" files decoded per read: {decoded}",
+        f"  hot read(start) per round (ms): min {min(t_rhot):.2f}, median {rh:.2f}, max {max(t_rhot):.2f};"
+        f" files decoded per read: {rdecoded}",
+        f"  rows returned (get_ohlcv hot, off, original, read hot, off): {sorted(heights)}",
+        f"  the partition appended to now has {len(tail)} files ({', '.join(tail)});"
+        f" a hot 1-row read_range in it: {one_tail:.1f} us, in a partition of one file: {one_head:.1f} us",
+    ]
+    return rows, notes
+
+
+def print_hot(rows: list[HotRow]) -> None:
+    head = ("operation", "hot", "hot off", "off / hot", "original", "original / hot", "polars.read_parquet", "hot / polars", "target", "met")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for x in rows:
+        cells = [
+            x.name,
+            f"{x.hot:.3f}",
+            f"{x.off:.2f}" if x.off is not None else "",
+            f"{x.off / x.hot:.1f}x" if x.off is not None else "",
+            f"{x.orig:.2f}" if x.orig is not None else "",
+            f"{x.orig / x.hot:.1f}x" if x.orig is not None else "",
+            f"{x.plr:.2f}" if x.plr is not None else "",
+            f"{x.hot / x.plr:.3f}x" if x.plr is not None else "",
+            x.target,
+            x.met,
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7)
@@ -170,6 +407,9 @@ def main() -> None:
     feed = Feed(year)
     root = Path(tempfile.mkdtemp(prefix="cc-bench-"))
     rows = []
+    hot_rows: list[HotRow] = []
+    hot_notes: list[str] = []
+    closing: list = []
     try:
         cc_root, bl_root = root / "cc", root / "bl"
 
@@ -216,6 +456,9 @@ def main() -> None:
             pl.read_parquet(files)
 
         rows.append(("warm read, full year", median_ms(cc_year, r), median_ms(bl_year, r), median_ms(pl_year, r), "<= 1.2x polars"))
+        default_hot_mb = default_cache(cc_root).hot_cache_mb
+
+        hot_rows, hot_notes = hot_tier(root, cc_root, files, feed, r, closing)
 
         extra = {"cc": 0, "bl": 0}
         durable = {"on": False}
@@ -251,10 +494,20 @@ def main() -> None:
             t = time.perf_counter(); cc_append(); cc_times.append((time.perf_counter() - t) * 1000)
         rows.append(("  the same with durable=True", statistics.median(cc_times), None, None, ""))
     finally:
+        # Close every MarketCache first: one left open saves its statistics at exit, and would
+        # create its directory again under the removed root.
+        for cache in closing:
+            cache.close()
+        for base in (cc_root, root / "live-cc"):
+            default_cache(base).close()
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"candlecache {candlecache.__version__}, polars {pl.__version__}; medians in ms")
-    head = ("operation", "candlecache", "baseline", "speedup", "polars.read_parquet", "cc / polars", "target")
+    print(
+        f"get_ohlcv_with_cache goes through the shared MarketCache: hot tier {default_hot_mb:g} MiB (CANDLECACHE_HOT_MB)"
+        + (", so the warm reads below are hot reads" if default_hot_mb else ", off")
+    )
+    head = ("operation", "candlecache", "baseline", "speedup", "polars.read_parquet", "cc / polars", "target", "met")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for name, cc, base, plr, target in rows:
@@ -266,9 +519,15 @@ def main() -> None:
             f"{plr:.2f}" if plr is not None else "",
             f"{cc / plr:.2f}x" if plr is not None else "",
             target,
+            _met(target, cc, plr),
         ]
         print("| " + " | ".join(cells) + " |")
     print("speedup: baseline / candlecache; cc / polars below 1 means candlecache is faster")
+    print()
+    print(f"hot tier: MarketCache(dir, hot_cache_mb={HOT_MB}) vs MarketCache(dir, hot_cache_mb=0) vs the original tool; medians in ms")
+    print_hot(hot_rows)
+    for line in hot_notes:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import candlecache
 from memory_exchange import DAY, HOUR, T0, MemoryExchange
 
 PYTHON_DIR = Path(candlecache.__file__).resolve().parents[1]
-VERBS = ["backfill", "failures", "info", "stats", "gaps", "forget"]
+VERBS = ["backfill", "failures", "info", "stats", "verify", "clear", "gaps", "forget"]
 BTC = "BTC/USDT"
 
 # The archive backfill needs the extension built with src/vision (the lead creates
@@ -98,6 +98,19 @@ def test_stats_adds_up_every_process(cache):
     candlecache.market.default_cache(cache).close()
     assert cli_json("stats", cache, "--reset")["hits"] == 1
     assert cli_json("stats", cache)["hits"] == 0
+
+
+def test_verify_and_clear(cache):
+    assert cli_json("verify", cache) == []
+    f = cache / "BTC_USDT_1h" / "2024.parquet"
+    f.write_bytes(f.read_bytes()[:-64] + b"\x00" * 64)
+    r = cli("verify", cache, check=1)
+    assert "2024.parquet" in r.stdout and "no" in r.stdout
+    fixed = cli_json("verify", cache, "--repair", check=0)
+    assert [x["repaired"] for x in fixed] == [True]
+    assert cli_json("verify", cache) == []
+    assert cli_json("clear", cache, "--symbol", "ETH/USDT", "--period", "1M") == {"candles_removed": 4}
+    assert cli("clear", cache, "--period", "7m", check=2).returncode == 2
 
 
 # ---------------------------------------------------------------------------------- info

@@ -185,3 +185,53 @@ def test_repr_close_and_bad_arguments(tmp_path):
     f.write_text("x")
     with pytest.raises(NotADirectoryError):
         MarketCache(f)
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # "garbage": the footer is overwritten
+        path.write_bytes(data[:-64] + b"\x00" * 64)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_a_damaged_file_heals_within_the_call_that_meets_it(tmp_path, how):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path) as cache:
+        good = cache.get_ohlcv(BTC, "1h", T0 - 48 * HOUR, 96, ex.fetch_ohlcv)  # 2023 and 2024 files
+        folder = tmp_path / "BTC_USDT_1h"
+        _damage(folder / "2024.parquet", how)
+        # Without a callback: a clear error that says what to do.
+        with pytest.raises(candlecache.CorruptionError, match="2024.parquet.*repair_cache"):
+            cache.read(BTC, "1h")
+        ex.calls.clear()
+        again = cache.get_ohlcv(BTC, "1h", T0 - 48 * HOUR, 96, ex.fetch_ohlcv)
+        assert again.equals(good)
+        assert ex.calls and all(since >= T0 for _, _, since, _ in ex.calls), "only 2024 is fetched again"
+        assert (folder / "2024.parquet.corrupt").exists()
+        assert cache.stats()["files_repaired"] == 1
+        assert cache.verify().height == 0
+
+
+def test_verify_reports_and_repairs_and_clear_removes(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path) as cache:
+        cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv)
+        cache.get_ohlcv("ETH/USDT", "1h", T0, 48, ex.fetch_ohlcv)
+        cache.get_ohlcv("ETH/USDT", "1d", T0, 10, ex.fetch_ohlcv)
+        _damage(tmp_path / "ETH_USDT_1h" / "2024.parquet", "garbage")
+        report = cache.verify()
+        assert report.select("symbol", "period", "repaired").rows() == [("ETH_USDT", "1h", False)]
+        assert report["file"][0].endswith("2024.parquet") and report["reason"][0]
+        fixed = cache.verify(repair=True)
+        assert fixed["repaired"].to_list() == [True]
+        assert cache.verify().height == 0
+        assert candlecache.coverage(tmp_path, "ETH/USDT", "1h") == []
+        assert cache.clear("ETH/USDT", "1d") == 10
+        assert cache.read("ETH/USDT", "1d").height == 0
+        assert cache.read(BTC, "1h").height == 48
+        assert cache.clear() == 48
+        assert cache.read(BTC, "1h").height == 0
+        ex.calls.clear()
+        assert cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv).height == 48 and ex.calls

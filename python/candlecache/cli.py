@@ -325,6 +325,33 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .market import MarketCache
+
+    report = MarketCache(_existing_dir(args.dir), hot_cache_mb=0).verify(repair=args.repair)
+    if args.json:
+        _json(report.to_dicts())
+    elif report.height == 0:
+        print(f"every file in {args.dir} decodes")
+    else:
+        _table(("symbol", "period", "file", "repaired", "reason"),
+               [(r["symbol"], r["period"], Path(r["file"]).name, "yes" if r["repaired"] else "no", r["reason"])
+                for r in report.iter_rows(named=True)])
+    # Damage that was repaired is fixed; damage only reported is a failure to act on.
+    return 0 if report.filter(~report["repaired"]).height == 0 else 1
+
+
+def _cmd_clear(args: argparse.Namespace) -> int:
+    from .market import MarketCache
+
+    removed = MarketCache(_existing_dir(args.dir), hot_cache_mb=0).clear(args.symbol, args.period)
+    if args.json:
+        _json({"candles_removed": removed})
+    else:
+        print(f"{removed:,} candles removed")
+    return 0
+
+
 def _cmd_gaps(args: argparse.Namespace) -> int:
     from . import _core
     from .ohlcv import coverage, covered_empty, holes
@@ -410,6 +437,19 @@ examples:
 
 Counts come from MarketCache, get_ohlcv_with_cache and read_cached in every process that used
 the directory; one line per day follows. --reset prints them, then starts again from zero."""),
+    "verify": ("decode every file of a cache directory; report (and --repair) the damaged ones", """
+examples:
+  candlecache verify ~/.cache/candles
+  candlecache verify ~/.cache/candles --repair --json
+
+--repair moves each damaged file aside (*.corrupt, nothing is deleted) and forgets its
+coverage, so the next call fetches its candles again. Exit 1 if damage is left unrepaired."""),
+    "clear": ("remove the candles of a symbol, a period, or everything", """
+examples:
+  candlecache clear ~/.cache/candles --symbol BTC/USDT --period 1m
+  candlecache clear ~/.cache/candles --period 1s
+
+Removes candles and coverage under each folder's lock; they are fetched again when asked for."""),
     "gaps": ("ranges not cached, and ranges cached as empty, of one symbol and period", """
 examples:
   candlecache gaps ~/.cache/candles BTC/USDT 1h
@@ -467,6 +507,11 @@ def _parser() -> argparse.ArgumentParser:
     p["info"].set_defaults(func=_cmd_info)
     p["stats"].add_argument("--reset", action="store_true", help="start the counts again from zero (after printing them)")
     p["stats"].set_defaults(func=_cmd_stats)
+    p["verify"].add_argument("--repair", action="store_true", help="move damaged files aside and forget their coverage")
+    p["verify"].set_defaults(func=_cmd_verify)
+    p["clear"].add_argument("--symbol", help="only this symbol (e.g. BTC/USDT)")
+    p["clear"].add_argument("--period", choices=_core.PERIODS, help="only this period")
+    p["clear"].set_defaults(func=_cmd_clear)
 
     for name in ("gaps", "forget"):
         p[name].add_argument("symbol", metavar="SYMBOL", help="e.g. BTC/USDT (or its folder name BTC_USDT)")

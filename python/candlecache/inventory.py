@@ -64,6 +64,19 @@ def _folder_row(path: Path, symbol: str, period: str) -> dict[str, object]:
     }
 
 
+def cache_folders(base: Path) -> list[tuple[str, str, Path]]:
+    """``(symbol as the folder writes it, period, path)`` of each cache folder of ``base``."""
+    out = []
+    for name in sorted(os.listdir(base)):
+        symbol, sep, period = name.rpartition("_")
+        if not sep or not symbol or period not in PERIODS:
+            continue
+        path = base / name
+        if path.is_dir() and _is_cache_folder(path):
+            out.append((symbol, period, path))
+    return out
+
+
 def inventory(base_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """One row per ``{symbol}_{period}`` folder of ``base_dir`` that holds a fetch log or
     Parquet files, sorted by symbol and period.
@@ -88,14 +101,7 @@ def inventory(base_dir: str | os.PathLike[str]) -> pl.DataFrame:
     if not isinstance(base_dir, (str, os.PathLike)):
         raise TypeError(f"base_dir must be a str or os.PathLike, got {type(base_dir).__name__}")
     base = Path(base_dir).expanduser()
-    rows: list[dict[str, object]] = []
-    for name in sorted(os.listdir(base)):
-        symbol, sep, period = name.rpartition("_")
-        if not sep or not symbol or period not in PERIODS:
-            continue
-        path = base / name
-        if path.is_dir() and _is_cache_folder(path):
-            rows.append(_folder_row(path, symbol, period))
+    rows = [_folder_row(path, symbol, period) for symbol, period, path in cache_folders(base)]
     order = {p: i for i, p in enumerate(PERIODS)}
     rows.sort(key=lambda r: (str(r["symbol"]), order[str(r["period"])]))
     return pl.DataFrame(rows, schema=_SCHEMA) if rows else pl.DataFrame(schema=_SCHEMA)

@@ -39,7 +39,7 @@ __all__ = ["MarketCache", "default_cache", "DEFAULT_HOT_CACHE_MB"]
 DEFAULT_HOT_CACHE_MB = 256
 
 _STATS_DIR = (".candlecache", "stats")
-_COUNTERS = ("hits", "misses", "hot_hits", "cold_hits", "reads", "requests", "candles_fetched")
+_COUNTERS = ("hits", "misses", "hot_hits", "cold_hits", "reads", "requests", "candles_fetched", "files_repaired")
 #: Counts are saved at most this often while a process works (and always on close and exit).
 _SAVE_EVERY_S = 1.0
 
@@ -273,6 +273,10 @@ class MarketCache:
         else:
             self._stats.add(hits=1, **({"hot_hits": 1} if hot else {"cold_hits": 1}))
 
+    def _count_repaired(self, files: int) -> None:
+        if self._stats is not None:
+            self._stats.add(files_repaired=files)
+
     def stats(self, reset: bool = False) -> dict[str, Any]:
         """Counts over every process that used this directory (since the last reset):
 
@@ -280,7 +284,8 @@ class MarketCache:
           decoding anything, ``cold_hits`` reading some file from disk), ``misses``: calls
           that fetched; ``hit_rate`` = hits / (hits + misses);
         - ``reads``: ``read``/``read_cached`` calls; ``requests`` and ``candles_fetched``:
-          callback calls and the candles they returned;
+          callback calls and the candles they returned; ``files_repaired``: damaged files
+          moved aside (and fetched again) by ``get_ohlcv`` or ``verify(repair=True)``;
         - ``bytes_on_disk`` and ``entries`` (partition files) of the directory now;
         - ``hot_bytes``, ``hot_entries``, ``hot_budget``, ``hot_file_hits``,
           ``hot_decodes``, ``hot_evictions``: this process's hot tier.
@@ -345,6 +350,74 @@ class MarketCache:
             hi = datetime.fromtimestamp(to_ms("end", end) / 1000, timezone.utc).date()
             frame = frame.filter(pl.col("day") <= hi)
         return frame
+
+    # -- integrity and housekeeping ---------------------------------------------------------
+
+    def _folders(self, symbol: str | None = None, period: str | None = None) -> list[tuple[str, str, Path]]:
+        from .inventory import cache_folders
+
+        if not self.base_dir.is_dir():
+            return []
+        want = None if symbol is None else data_dir(self.base_dir, symbol, period or "1m").name.rpartition("_")[0]
+        return [
+            (s, p, path)
+            for s, p, path in cache_folders(self.base_dir)
+            if (want is None or s == want) and (period is None or p == period)
+        ]
+
+    def verify(self, repair: bool = False, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> pl.DataFrame:
+        """Decode every Parquet file of the directory and report those that fail: one row per
+        bad file (``symbol`` as its folder writes it, ``period``, ``file``, ``reason``,
+        ``repaired``). With ``repair=True`` each is moved aside (``*.corrupt``, nothing is
+        deleted) and its coverage forgotten, so the next ``get_ohlcv`` fetches it again.
+
+        >>> cache.verify(repair=True)  # doctest: +SKIP
+        shape: (0, 5)
+        """
+        self._check_open()
+        rows = []
+        for symbol, period, path in self._folders():
+            bad = _core.find_corrupt(path)
+            if not bad:
+                continue
+            moved: set[str] = set()
+            if repair:
+                timeout = None if lock_timeout is None else float(lock_timeout)
+                moved = {Path(p).name.removesuffix(".corrupt") for p in _core.repair(path, period, False, timeout)}
+                if self._stats is not None and moved:
+                    self._stats.add(files_repaired=len(moved))
+            for file, reason in bad:
+                rows.append({"symbol": symbol, "period": period, "file": str(file), "reason": reason,
+                             "repaired": Path(file).name in moved})
+        schema = {"symbol": pl.String, "period": pl.String, "file": pl.String, "reason": pl.String, "repaired": pl.Boolean}
+        return pl.DataFrame(rows, schema=schema)
+
+    def clear(
+        self,
+        symbol: str | None = None,
+        period: str | None = None,
+        *,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    ) -> int:
+        """Remove the candles and coverage of ``symbol`` (all symbols when None) and
+        ``period`` (all periods when None), crash-safely under each folder's lock; returns the
+        candles removed. What is cleared is fetched again when asked for.
+
+        >>> cache.clear("BTC/USDT", "1m")  # doctest: +SKIP
+        527040
+        """
+        self._check_open()
+        if period is not None:
+            period = _check_period(period)
+        if symbol is not None and (not isinstance(symbol, str) or not symbol):
+            raise TypeError(f"symbol must be a non-empty str or None, got {symbol!r}")
+        timeout = None if lock_timeout is None else float(lock_timeout)
+        removed = 0
+        for _, p, path in self._folders(symbol, period):
+            removed += _core.forget(path, p, -(2**63), 2**63 - 1, True, False, timeout)
+        if self._hot is not None:
+            self._hot.clear()
+        return removed
 
     # -- life cycle -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from . import _core
 from ._times import describe_ms, to_ms
+from .exceptions import CorruptionError
 
 #: What ``start_time``/``end_time`` accept: epoch ms, ``datetime`` (naive = UTC; a
 #: ``pandas.Timestamp`` is one), ``date`` or an ISO-8601 string; ``numpy.datetime64`` works too.
@@ -413,23 +414,26 @@ def _get_ohlcv(
     decodes = cache._decodes()
     bar = _Progress(progress, f"{symbol} {period}")
     counted = _Counted(fetch_callback)
-    try:
-        stream = _core.get_ohlcv(
-            base,
-            symbol,
-            period,
-            start_time,
-            count,
-            counted,
-            params,
-            bool(enable_cache),
-            now_ms,
-            None if lock_timeout is None else float(lock_timeout),
-            bool(durable),
-            _adapt,
-            bar if progress is not False else None,
-            cache._hot,
+    timeout = None if lock_timeout is None else float(lock_timeout)
+
+    def call() -> Any:
+        return _core.get_ohlcv(
+            base, symbol, period, start_time, count, counted, params, bool(enable_cache), now_ms,
+            timeout, bool(durable), _adapt, bar if progress is not False else None, cache._hot,
         )
+
+    try:
+        try:
+            stream = call()
+        except CorruptionError as e:
+            # Heal: move the damaged files aside, forget their coverage, fetch them again.
+            moved = _core.repair(data_dir(base, symbol, period), period, bool(durable), timeout)
+            if not moved:
+                raise
+            _log.warning("%s %s: moved damaged files aside and fetching their candles again: %s (%s)",
+                         symbol, period, ", ".join(p.name for p in moved), e)
+            cache._count_repaired(len(moved))
+            stream = call()
     finally:
         bar.close()
     df = pl.DataFrame(stream)

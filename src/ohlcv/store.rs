@@ -512,6 +512,19 @@ fn compact(
 pub type Quarantined = (PathBuf, Option<(i64, i64)>);
 
 /// Move files that cannot be read aside (`*.parquet.corrupt`).
+/// Data files of `dir` that do not decode, with the reason.
+pub fn find_corrupt(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut bad = Vec::new();
+    for f in list(dir)? {
+        match parquet_file::read(&f.path, i64::MIN, i64::MAX) {
+            Ok(_) => {}
+            Err(OhlcvError::Corrupted { reason, .. }) => bad.push((f.path, reason)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bad)
+}
+
 pub fn quarantine_corrupt(dir: &Path) -> Result<Vec<Quarantined>> {
     let mut moved = Vec::new();
     for f in list(dir)? {

@@ -137,6 +137,13 @@ pub fn get_ohlcv(
     }
 }
 
+/// `(file, reason)` of every data file of a folder that does not decode.
+#[pyfunction]
+pub fn find_corrupt(py: Python<'_>, data_dir: PathBuf) -> PyResult<Vec<(PathBuf, String)>> {
+    py.detach(|| store::find_corrupt(&data_dir))
+        .map_err(|e| to_py(py, e))
+}
+
 /// Stored rows of a folder with `start <= time <= end`.
 #[pyfunction]
 #[pyo3(signature = (data_dir, start=None, end=None, hot=None))]

@@ -235,3 +235,91 @@ def test_verify_reports_and_repairs_and_clear_removes(tmp_path):
         assert cache.read(BTC, "1h").height == 0
         ex.calls.clear()
         assert cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv).height == 48 and ex.calls
+
+
+def _dir_bytes(base: Path) -> int:
+    return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+
+
+MONTH = 31 * DAY  # January and March; the limit math below only needs "about a month"
+
+
+@pytest.mark.parametrize("policy", ["lru", "size", "hybrid"])
+def test_the_size_limit_holds_and_evicted_ranges_are_fetched_again(tmp_path, policy):
+    ex = MemoryExchange()
+    probe = tmp_path / "probe"
+    get_ohlcv_with_cache(probe, BTC, "1m", T0, 31 * 1440, ex.fetch_ohlcv)
+    month_bytes = _dir_bytes(probe)
+    limit_mb = 2.5 * month_bytes / 2**20
+    base = tmp_path / "limited"
+    with MarketCache(base, cold_cache_mb=limit_mb, eviction_policy=policy, statistics=policy != "size") as cache:
+        starts = [T0, T0 + 31 * DAY, T0 + 60 * DAY, T0 + 91 * DAY]  # Jan, Feb, Mar, Apr 2024
+        cache.get_ohlcv(BTC, "1m", starts[0], 28 * 1440, ex.fetch_ohlcv)
+        cache.get_ohlcv(BTC, "1m", starts[1], 28 * 1440, ex.fetch_ohlcv)
+        cache.read(BTC, "1m", starts[0], starts[0] + DAY)  # January is used again: Feb is the LRU
+        cache.get_ohlcv(BTC, "1m", starts[2], 28 * 1440, ex.fetch_ohlcv)
+        assert _dir_bytes(base) <= limit_mb * 2**20
+        if policy != "size":  # (without statistics, eviction works all the same)
+            assert cache.stats()["partitions_evicted"] >= 1
+        covered = candlecache.coverage(base, BTC, "1m")
+        assert any(a <= starts[2] < b for a, b in covered), "the request being served is never evicted"
+        if policy == "lru":
+            assert any(a <= starts[0] < b for a, b in covered) and not any(a <= starts[1] < b for a, b in covered)
+        # Every range still reads correctly: evicted ones are fetched again.
+        for start in starts:
+            df = cache.get_ohlcv(BTC, "1m", start, 28 * 1440, ex.fetch_ohlcv)
+            assert df["time"].to_list() == list(range(start, start + 28 * 1440 * MINUTE, MINUTE))
+            assert df.row(5) == tuple(candle(BTC, "1m", start + 5 * MINUTE))
+            assert _dir_bytes(base) <= limit_mb * 2**20
+
+
+def test_runs_are_recorded_and_cleared_alone(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path) as cache:
+        cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv, run_id="bt-001")              # 2024
+        cache.get_ohlcv(BTC, "1h", T0 - 48 * HOUR, 24, ex.fetch_ohlcv, run_id="bt-001")  # 2023
+        cache.get_ohlcv(BTC, "1h", T0, 24, ex.fetch_ohlcv, run_id="bt-002")              # 2024 too
+        cache.read("ETH/USDT", "1d", run_id="bt-002")  # nothing stored: nothing used
+        runs = cache.runs()
+        assert runs.select("run_id", "symbol", "period", "partitions").rows() == [
+            ("bt-001", "BTC_USDT", "1h", 2), ("bt-002", "BTC_USDT", "1h", 1),
+        ]
+        # bt-001 alone used 2023: that goes; 2024 stays for bt-002.
+        assert cache.clear(run_id="bt-001") == 24
+        assert cache.read(BTC, "1h").height == 24
+        assert cache.runs()["run_id"].to_list() == ["bt-002"]
+        assert cache.clear(run_id="nope") == 0
+        with pytest.raises(TypeError, match="run_id"):
+            cache.read(BTC, "1h", run_id=5)
+    # Another process sees the runs.
+    out = run_child(
+        """
+        import candlecache
+        print(candlecache.MarketCache(sys.argv[1]).runs()["run_id"].to_list())
+        """,
+        tmp_path,
+    )
+    assert out == "['bt-002']"
+
+
+def test_bad_limit_and_policy(tmp_path):
+    for bad in (0, -5, "1GB"):
+        with pytest.raises(ValueError, match="cold_cache_mb"):
+            MarketCache(tmp_path, cold_cache_mb=bad)
+    with pytest.raises(ValueError, match="eviction_policy"):
+        MarketCache(tmp_path, eviction_policy="fifo")
+
+
+def test_after_an_append_a_growing_window_decodes_only_the_new_file(tmp_path):
+    """The live loop: a bot asks for everything up to the newest candle again after a few
+    candles were appended. Only the delta file holding them is decoded."""
+    ex = MemoryExchange()
+    n = 90 * 1440 - 600  # Jan 1 .. Mar 30 14:00: the window ends inside March
+    with MarketCache(tmp_path) as cache:
+        first = cache.get_ohlcv(BTC, "1m", T0, n, ex.fetch_ohlcv)
+        cache.get_ohlcv(BTC, "1m", T0, n, ex.fetch_ohlcv)
+        for step in range(1, 4):
+            before = cache.stats()["hot_decodes"]
+            df = cache.get_ohlcv(BTC, "1m", T0, n + 10 * step, ex.fetch_ohlcv)
+            assert cache.stats()["hot_decodes"] - before == 1, "only the new delta file"
+            assert df.height == n + 10 * step and df.head(n).equals(first)

@@ -7,9 +7,7 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
-import socket
 import threading
 import time
 import weakref
@@ -22,6 +20,7 @@ import polars as pl
 
 from . import _core
 from ._times import to_ms
+from ._usage import _COUNTERS, _Stats, _Usage, _disk, _keys, _partitions, _span
 from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
     TimeLike,
@@ -38,10 +37,7 @@ __all__ = ["MarketCache", "default_cache", "DEFAULT_HOT_CACHE_MB"]
 #: (``0`` turns the tier off).
 DEFAULT_HOT_CACHE_MB = 256
 
-_STATS_DIR = (".candlecache", "stats")
-_COUNTERS = ("hits", "misses", "hot_hits", "cold_hits", "reads", "requests", "candles_fetched", "files_repaired")
-#: Counts are saved at most this often while a process works (and always on close and exit).
-_SAVE_EVERY_S = 1.0
+_POLICIES = ("lru", "size", "hybrid")
 
 
 def _env_hot_mb() -> float:
@@ -55,111 +51,6 @@ def _env_hot_mb() -> float:
     if value < 0:
         raise ValueError(f"CANDLECACHE_HOT_MB must not be negative, got {raw!r}")
     return value
-
-
-def _today() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
-
-
-class _Stats:
-    """This process's counts for one directory, saved to a file of its own so that no reader
-    or writer ever waits for another: ``stats()`` adds up the files of all processes."""
-
-    def __init__(self, base: Path) -> None:
-        self.dir = base.joinpath(*_STATS_DIR)
-        self.lock = threading.Lock()
-        self._start()
-
-    def _start(self) -> None:
-        self.pid = os.getpid()
-        self.file = self.dir / f"{socket.gethostname()}-{self.pid}-{time.time_ns()}.json"
-        self.counts = dict.fromkeys(_COUNTERS, 0)
-        self.days: dict[str, dict[str, int]] = {}
-        self.dirty = False
-        self.saved_at = 0.0
-
-    def add(self, **counts: int) -> None:
-        with self.lock:
-            if os.getpid() != self.pid:  # a child of fork(): the parent's counts are not ours
-                self._start()
-            day = self.days.setdefault(_today(), {"hits": 0, "misses": 0})
-            for k, v in counts.items():
-                self.counts[k] += v
-                if k in day:
-                    day[k] += v
-            self.dirty = True
-            due = time.monotonic() - self.saved_at >= _SAVE_EVERY_S
-        if due:
-            self.save()
-
-    def save(self, size: int | None = None) -> None:
-        with self.lock:
-            if os.getpid() != self.pid or not (self.dirty or size is not None):
-                return
-            if size is not None:
-                self.days.setdefault(_today(), {"hits": 0, "misses": 0})["size"] = size
-            doc = json.dumps({"counts": self.counts, "days": self.days}).encode()
-            self.dirty = False
-            self.saved_at = time.monotonic()
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(f".{self.file.name}.tmp")
-            tmp.write_bytes(doc)
-            os.replace(tmp, self.file)
-        except OSError:
-            pass  # statistics never fail a read or a fetch
-
-    def load_all(self) -> list[dict[str, Any]]:
-        """Every process's saved counts, this process's as they are now."""
-        docs: list[dict[str, Any]] = []
-        try:
-            files = list(self.dir.glob("*.json"))
-        except OSError:
-            files = []
-        for f in files:
-            if f == self.file:
-                continue
-            try:
-                docs.append(json.loads(f.read_bytes()))
-            except (OSError, ValueError):
-                continue  # removed by a reset meanwhile, or foreign
-        with self.lock:
-            docs.append({"counts": dict(self.counts), "days": json.loads(json.dumps(self.days))})
-        return docs
-
-    def reset(self) -> None:
-        with self.lock:
-            self.counts = dict.fromkeys(_COUNTERS, 0)
-            self.days = {}
-            self.dirty = False
-        for f in self.dir.glob("*.json"):
-            try:
-                f.unlink()
-            except OSError:
-                pass
-
-
-def _disk(base: Path) -> tuple[int, int]:
-    """Bytes of the cache's files and number of partitions (a main file and its deltas
-    count as one)."""
-    total = 0
-    partitions: set[tuple[str, str]] = set()
-    try:
-        folders = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except OSError:
-        return 0, 0
-    for folder in folders:
-        try:
-            for f in folder.iterdir():
-                try:
-                    total += f.stat().st_size
-                except OSError:
-                    continue
-                if f.suffix == ".parquet":
-                    partitions.add((folder.name, f.stem.split(".d")[0]))
-        except OSError:
-            continue
-    return total, len(partitions)
 
 
 _live: weakref.WeakSet[MarketCache] = weakref.WeakSet()
@@ -194,9 +85,20 @@ class MarketCache:
         base_dir: str | os.PathLike[str],
         *,
         hot_cache_mb: float = DEFAULT_HOT_CACHE_MB,
+        cold_cache_mb: float | None = None,
+        eviction_policy: str = "lru",
         statistics: bool = True,
     ) -> None:
         self.base_dir: Path = _check_base_dir(base_dir)
+        if cold_cache_mb is not None and (
+            isinstance(cold_cache_mb, bool) or not isinstance(cold_cache_mb, (int, float)) or cold_cache_mb <= 0
+        ):
+            raise ValueError(f"cold_cache_mb must be None (no limit) or a number of MiB > 0, got {cold_cache_mb!r}")
+        if eviction_policy not in _POLICIES:
+            raise ValueError(f"eviction_policy must be one of {', '.join(map(repr, _POLICIES))}, got {eviction_policy!r}")
+        self.cold_cache_mb = None if cold_cache_mb is None else float(cold_cache_mb)
+        self.eviction_policy = eviction_policy
+        self._usage = _Usage(self.base_dir)
         if isinstance(hot_cache_mb, bool) or not isinstance(hot_cache_mb, (int, float)) or hot_cache_mb < 0:
             raise ValueError(f"hot_cache_mb must be a number of MiB >= 0 (0 turns the hot tier off), got {hot_cache_mb!r}")
         self.hot_cache_mb = float(hot_cache_mb)
@@ -204,6 +106,8 @@ class MarketCache:
         self._hot: _core.HotTier | None = _core.HotTier(budget) if budget > 0 else None
         self._stats: _Stats | None = _Stats(self.base_dir) if statistics else None
         self._closed = False
+        # What the current call of this thread did (the size limit acts after a write).
+        self._call = threading.local()
         _live.add(self)
 
     # -- reading and fetching ---------------------------------------------------------------
@@ -219,21 +123,30 @@ class MarketCache:
         *,
         end_time: TimeLike | None = None,
         enable_cache: bool = True,
+        run_id: str | None = None,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         durable: bool = False,
         progress: bool | None = None,
     ) -> pl.DataFrame:
         """``get_ohlcv_with_cache`` on this directory, with this cache's hot tier and counts
-        (same arguments, same result, same errors).
+        (same arguments, same result, same errors). ``run_id`` (e.g. a backtest's id) records
+        which partitions the run used: see ``runs()`` and ``clear(run_id=...)``.
 
         >>> df = cache.get_ohlcv("BTC/USDT", "1h", "2024-01-01", 24, ex.fetch_ohlcv)  # doctest: +SKIP
         """
         self._check_open()
-        return _get_ohlcv(
+        _check_run_id(run_id)
+        self._call.fetched = False
+        df = _get_ohlcv(
             self, self.base_dir, symbol, period, start_time, count, fetch_callback,
             fetch_callback_params, enable_cache, end_time=end_time, lock_timeout=lock_timeout,
             durable=durable, progress=progress,
         )
+        keys = self._used(symbol, period, df, run_id)
+        if self.cold_cache_mb is not None and self._call.fetched:
+            self._enforce_limit({(data_dir(self.base_dir, symbol, period).name, k) for k in keys}, lock_timeout)
+        return df
+
 
     def read(
         self,
@@ -241,9 +154,12 @@ class MarketCache:
         period: str,
         start_time: TimeLike | None = None,
         end_time: TimeLike | None = None,
+        *,
+        run_id: str | None = None,
     ) -> pl.DataFrame:
         """The stored candles with ``start_time <= time <= end_time`` (all when omitted),
-        without fetching: ``read_cached`` with this cache's hot tier.
+        without fetching: ``read_cached`` with this cache's hot tier. ``run_id`` as for
+        ``get_ohlcv``.
 
         >>> cache.read("BTC/USDT", "1h", "2024-01-01", "2024-01-31").height  # doctest: +SKIP
         744
@@ -255,7 +171,9 @@ class MarketCache:
         path = data_dir(self.base_dir, symbol, period)
         start = None if start_time is None else to_ms("start_time", start_time)
         end = None if end_time is None else to_ms("end_time", end_time)
+        _check_run_id(run_id)
         df = pl.DataFrame(_core.read_range(path, start, end, self._hot))
+        self._used(symbol, period, df, run_id)
         if self._stats is not None:
             self._stats.add(reads=1)
         return df
@@ -265,7 +183,18 @@ class MarketCache:
     def _decodes(self) -> int:
         return 0 if self._hot is None else int(self._hot.stats()["decodes"])
 
-    def _count_call(self, requests: int, candles: int, *, hot: bool) -> None:
+    def _used(self, symbol: str, period: str, df: pl.DataFrame, run_id: str | None = None) -> list[str]:
+        """Record the partitions ``df``'s rows come from as used now; returns their keys."""
+        if df.height == 0:
+            return []
+        t = df.get_column("time")
+        keys = _keys(period, int(t[0]), int(t[-1]))
+        self._usage.used(data_dir(self.base_dir, symbol, period).name, keys, run_id)
+        return keys
+
+    def _count_call(self, symbol: str, period: str, df: pl.DataFrame, requests: int, candles: int, *, hot: bool) -> None:
+        self._used(symbol, period, df)
+        self._call.fetched = bool(requests)
         if self._stats is None:
             return
         if requests:
@@ -353,6 +282,24 @@ class MarketCache:
 
     # -- integrity and housekeeping ---------------------------------------------------------
 
+    def _clear_run(self, run_id: str, lock_timeout: float | None) -> int:
+        _check_run_id(run_id)
+        _, runs = self._usage.load_all()
+        mine = runs.get(run_id)
+        if mine is None:
+            return 0
+        others: set[str] = set().union(*(r["parts"] for k, r in runs.items() if k != run_id))
+        timeout = None if lock_timeout is None else float(lock_timeout)
+        removed = 0
+        for part in sorted(mine["parts"] - others):
+            folder, _, key = part.rpartition("/")
+            lo, hi = _span(key)
+            removed += _core.forget(self.base_dir / folder, folder.rpartition("_")[2], lo, hi, True, False, timeout)
+        self._usage.clear_run(run_id)
+        if self._hot is not None:
+            self._hot.clear()
+        return removed
+
     def _folders(self, symbol: str | None = None, period: str | None = None) -> list[tuple[str, str, Path]]:
         from .inventory import cache_folders
 
@@ -397,16 +344,22 @@ class MarketCache:
         symbol: str | None = None,
         period: str | None = None,
         *,
+        run_id: str | None = None,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> int:
         """Remove the candles and coverage of ``symbol`` (all symbols when None) and
         ``period`` (all periods when None), crash-safely under each folder's lock; returns the
-        candles removed. What is cleared is fetched again when asked for.
+        candles removed. What is cleared is fetched again when asked for. With ``run_id``,
+        only the partitions that run used and no other recorded run did (and the run's record).
 
         >>> cache.clear("BTC/USDT", "1m")  # doctest: +SKIP
         527040
+        >>> cache.clear(run_id="bt-001")  # doctest: +SKIP
+        8760
         """
         self._check_open()
+        if run_id is not None:
+            return self._clear_run(run_id, lock_timeout)
         if period is not None:
             period = _check_period(period)
         if symbol is not None and (not isinstance(symbol, str) or not symbol):
@@ -418,6 +371,74 @@ class MarketCache:
         if self._hot is not None:
             self._hot.clear()
         return removed
+
+    def _enforce_limit(self, protect: set[tuple[str, str]], lock_timeout: float | None) -> None:
+        """Evict whole partitions (file and coverage together, crash-safely: coverage goes
+        first) until the directory is back under ``cold_cache_mb``; never those in ``protect``
+        (the request being served)."""
+        assert self.cold_cache_mb is not None
+        limit = int(self.cold_cache_mb * 1024 * 1024)
+        total, parts = _partitions(self.base_dir)
+        if total <= limit:
+            return
+        last, _ = self._usage.load_all()
+        now = int(time.time() * 1000)
+
+        def order(item: tuple[tuple[str, str], int]) -> tuple[float, str, str]:
+            (folder, key), size = item
+            used = last.get(f"{folder}/{key}", 0)
+            if self.eviction_policy == "size":
+                return (-size, folder, key)
+            if self.eviction_policy == "hybrid":
+                return (-size * max(now - used, 1), folder, key)
+            return (used, folder, key)
+
+        timeout = None if lock_timeout is None else float(lock_timeout)
+        evicted = 0
+        for (folder, key), size in sorted(parts.items(), key=order):
+            if total <= limit:
+                break
+            if (folder, key) in protect or size == 0:
+                continue
+            period = folder.rpartition("_")[2]
+            lo, hi = _span(key)
+            _core.forget(self.base_dir / folder, period, lo, hi, True, False, timeout)
+            after = sum(f.stat().st_size for f in (self.base_dir / folder).glob(f"{key}*.parquet"))
+            total -= size - after
+            evicted += 1
+        if evicted:
+            if self._hot is not None:
+                self._hot.clear()
+            if self._stats is not None:
+                self._stats.add(partitions_evicted=evicted)
+
+    def runs(self) -> pl.DataFrame:
+        """The runs recorded with ``run_id=``: one row per run, folder (symbol as its folder
+        writes it) and period, with the partitions it used and when it last used them.
+
+        >>> cache.runs()  # doctest: +SKIP
+        shape: (2, 6)
+        """
+        _, runs = self._usage.load_all()
+        rows = []
+        for run_id, run in sorted(runs.items()):
+            by_folder: dict[str, list[str]] = {}
+            for part in run["parts"]:
+                folder, _, key = part.rpartition("/")
+                by_folder.setdefault(folder, []).append(key)
+            for folder, keys in sorted(by_folder.items()):
+                symbol, _, period = folder.rpartition("_")
+                spans = [_span(k) for k in keys]
+                rows.append({
+                    "run_id": run_id, "symbol": symbol, "period": period, "partitions": len(keys),
+                    "start": min(a for a, _ in spans), "end": max(b for _, b in spans),
+                    "last_used": datetime.fromtimestamp(run["last"] / 1000, timezone.utc),
+                })
+        schema: dict[str, pl.DataType | type[pl.DataType]] = {
+            "run_id": pl.String, "symbol": pl.String, "period": pl.String, "partitions": pl.Int64,
+            "start": pl.Int64, "end": pl.Int64, "last_used": pl.Datetime("ms", "UTC"),
+        }
+        return pl.DataFrame(rows, schema=schema)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -435,6 +456,7 @@ class MarketCache:
         self._closed = True
 
     def _save(self, with_size: bool = False) -> None:
+        self._usage.save()
         if self._stats is not None:
             self._stats.save(size=_disk(self.base_dir)[0] if with_size else None)
 
@@ -452,6 +474,11 @@ class MarketCache:
             h = self._hot.stats()
             hot = f"hot {h['bytes'] / 2**20:.1f} of {h['budget'] / 2**20:.0f} MiB in {h['entries']} files"
         return f"MarketCache({str(self.base_dir)!r}, {hot}, {state})"
+
+
+def _check_run_id(run_id: object) -> None:
+    if run_id is not None and (not isinstance(run_id, str) or not run_id):
+        raise TypeError(f"run_id must be a non-empty str or None, got {run_id!r}")
 
 
 _defaults: dict[str, MarketCache] = {}

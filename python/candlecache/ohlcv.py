@@ -437,7 +437,7 @@ def _get_ohlcv(
     finally:
         bar.close()
     df = pl.DataFrame(stream)
-    cache._count_call(counted.requests, counted.rows, hot=cache._decodes() == decodes)
+    cache._count_call(symbol, period, df, counted.requests, counted.rows, hot=cache._decodes() == decodes)
     if counted.requests:
         _log.info(
             "%s %s from %s, %d periods: %d candles returned; %d requests answered %d candles",

@@ -184,32 +184,53 @@ pub fn read_range_hot(
 
 type FileRead = Result<Option<Vec<RecordBatch>>>;
 
-/// Read several files, spread over the available cores when there is more than one file.
+/// Read several files: hot ones from memory, the rest decoded, spread over the available
+/// cores when there is more than one to decode.
 fn read_files(files: &[&DataFile], lo: i64, hi: i64, hot: Option<&HotTier>) -> Vec<FileRead> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len());
-    if threads <= 1 {
-        return files.iter().map(|f| read_file(f, lo, hi, hot)).collect();
-    }
-    let mut out: Vec<Option<FileRead>> = (0..files.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let chunk = files.len().div_ceil(threads);
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .zip(out.chunks_mut(chunk))
-            .map(|(fs, slots)| {
-                scope.spawn(move || {
-                    for (f, slot) in fs.iter().zip(slots) {
-                        *slot = Some(read_file(f, lo, hi, hot));
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            let _ = h.join();
+    let mut out: Vec<Option<FileRead>> = Vec::with_capacity(files.len());
+    let mut cold: Vec<(usize, &DataFile, Option<FileStamp>)> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match hot.map(|h| hot_lookup(h, f, lo, hi)).transpose() {
+            Ok(Some(Lookup::Hit(rows))) => out.push(Some(Ok(Some(rows)))),
+            Ok(Some(Lookup::Vanished)) => out.push(Some(Ok(None))),
+            Ok(Some(Lookup::Miss(stamp))) => {
+                out.push(None);
+                cold.push((i, f, Some(stamp)));
+            }
+            Ok(None) => {
+                out.push(None);
+                cold.push((i, f, None));
+            }
+            Err(e) => out.push(Some(Err(e))),
         }
-    });
+    }
+    let threads = cores().min(cold.len());
+    if threads <= 1 {
+        for (i, f, stamp) in cold {
+            out[i] = Some(decode(f, lo, hi, hot.zip(stamp)));
+        }
+    } else {
+        let chunk = cold.len().div_ceil(threads);
+        let decoded: Vec<Vec<(usize, FileRead)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = cold
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&(i, f, stamp)| (i, decode(f, lo, hi, hot.zip(stamp))))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (i, read) in decoded.into_iter().flatten() {
+            out[i] = Some(read);
+        }
+    }
     out.into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
@@ -222,6 +243,12 @@ fn read_files(files: &[&DataFile], lo: i64, hi: i64, hot: Option<&HotTier>) -> V
         .collect()
 }
 
+/// The number of cores, asked once (it reads cgroup files on Linux).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 fn stamp(path: &Path) -> Result<Option<FileStamp>> {
     match fs::metadata(path) {
         Ok(m) => Ok(Some(FileStamp::of(&m))),
@@ -230,25 +257,64 @@ fn stamp(path: &Path) -> Result<Option<FileStamp>> {
     }
 }
 
-/// One file's rows, from the hot tier if it holds them for the file as it is now. What is
-/// decoded is kept only if the file did not change while it was read.
-fn read_file(f: &DataFile, lo: i64, hi: i64, hot: Option<&HotTier>) -> FileRead {
-    let Some(hot) = hot else {
+enum Lookup {
+    Hit(Vec<RecordBatch>),
+    Miss(FileStamp),
+    Vanished,
+}
+
+/// The part of `[lo, hi)` a file can hold, the whole file as `(MIN, MAX)`: the hot tier
+/// keys what it keeps by that, so a request reaching past the file still hits.
+fn within(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
+    match f.span {
+        Some((a, b)) if lo <= a && hi >= b => (i64::MIN, i64::MAX),
+        Some((a, b)) => (lo.max(a), hi.min(b)),
+        None => (lo, hi),
+    }
+}
+
+/// What to decode of a file for the hot tier: all of it when the request takes half or more
+/// (a whole-year request ending on the newest candle then hits next time, however its end
+/// moves), else only the part asked for (a small cold read stays as cheap as without it).
+fn to_decode(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
+    match (f.span, within(f, lo, hi)) {
+        (Some((a, b)), (x, y)) if y.saturating_sub(x) >= (b - a) / 2 => (i64::MIN, i64::MAX),
+        (_, part) => part,
+    }
+}
+
+fn slices(rows: &[RecordBatch], lo: i64, hi: i64) -> Vec<RecordBatch> {
+    rows.iter()
+        .map(|r| frame::slice_sorted(r, lo, hi))
+        .filter(|r| r.num_rows() > 0)
+        .collect()
+}
+
+fn hot_lookup(hot: &HotTier, f: &DataFile, lo: i64, hi: i64) -> Result<Lookup> {
+    let Some(now) = stamp(&f.path)? else {
+        return Ok(Lookup::Vanished);
+    };
+    let (a, b) = within(f, lo, hi);
+    Ok(match hot.get(&f.path, now, a, b) {
+        Some(rows) => Lookup::Hit(slices(&rows, lo, hi)),
+        None => Lookup::Miss(now),
+    })
+}
+
+/// Decode a file's rows of `[lo, hi)`; with a hot tier, keep them if the file did not change
+/// while it was read.
+fn decode(f: &DataFile, lo: i64, hi: i64, hot: Option<(&HotTier, FileStamp)>) -> FileRead {
+    let Some((hot, before)) = hot else {
         return parquet_file::read(&f.path, lo, hi);
     };
-    let Some(before) = stamp(&f.path)? else {
+    let (a, b) = to_decode(f, lo, hi);
+    let Some(rows) = parquet_file::read(&f.path, a, b)? else {
         return Ok(None);
     };
-    if let Some(rows) = hot.get(&f.path, before, lo, hi) {
-        return Ok(Some(rows));
+    if stamp(&f.path)? == Some(before) {
+        hot.put(&f.path, before, a, b, &rows);
     }
-    let read = parquet_file::read(&f.path, lo, hi)?;
-    if let Some(rows) = &read
-        && stamp(&f.path)? == Some(before)
-    {
-        hot.put(&f.path, before, lo, hi, rows);
-    }
-    Ok(read)
+    Ok(Some(slices(&rows, lo, hi)))
 }
 
 fn read_all(f: &DataFile) -> Result<Vec<RecordBatch>> {

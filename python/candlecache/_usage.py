@@ -1,0 +1,276 @@
+"""What the processes using a cache directory record, each in a file of its own so that no
+reader or writer waits for another: statistics (``_Stats``) and when each partition was last
+used and by which run (``_Usage``), plus the walks of the directory they need."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import _core
+
+_STATS_DIR = (".candlecache", "stats")
+_COUNTERS = (
+    "hits", "misses", "hot_hits", "cold_hits", "reads", "requests", "candles_fetched", "files_repaired",
+    "partitions_evicted",
+)
+#: Counts are saved at most this often while a process works (and always on close and exit).
+_SAVE_EVERY_S = 1.0
+
+
+_day_cache: tuple[int, str] = (-1, "")
+
+
+def _today() -> str:
+    """Today (UTC) as ``YYYY-MM-DD``, formatted once a day (it is asked on every call)."""
+    global _day_cache
+    day = int(time.time() // 86_400)
+    if _day_cache[0] != day:
+        _day_cache = (day, datetime.fromtimestamp(day * 86_400, timezone.utc).strftime("%Y-%m-%d"))
+    return _day_cache[1]
+
+
+class _Stats:
+    """This process's counts for one directory, saved to a file of its own so that no reader
+    or writer ever waits for another: ``stats()`` adds up the files of all processes."""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base.joinpath(*_STATS_DIR)
+        self.lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        self.pid = os.getpid()
+        self.file = self.dir / f"{socket.gethostname()}-{self.pid}-{time.time_ns()}.json"
+        self.counts = dict.fromkeys(_COUNTERS, 0)
+        self.days: dict[str, dict[str, int]] = {}
+        self.dirty = False
+        self.saved_at = 0.0
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            if os.getpid() != self.pid:  # a child of fork(): the parent's counts are not ours
+                self._start()
+            day = self.days.setdefault(_today(), {"hits": 0, "misses": 0})
+            for k, v in counts.items():
+                self.counts[k] += v
+                if k in day:
+                    day[k] += v
+            self.dirty = True
+            due = time.monotonic() - self.saved_at >= _SAVE_EVERY_S
+        if due:
+            self.save()
+
+    def save(self, size: int | None = None) -> None:
+        with self.lock:
+            if os.getpid() != self.pid or not (self.dirty or size is not None):
+                return
+            if size is not None:
+                self.days.setdefault(_today(), {"hits": 0, "misses": 0})["size"] = size
+            doc = json.dumps({"counts": self.counts, "days": self.days}).encode()
+            self.dirty = False
+            self.saved_at = time.monotonic()
+        if not self.dir.parent.parent.is_dir():
+            return  # the cache directory was removed: do not create it again
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_name(f".{self.file.name}.tmp")
+            tmp.write_bytes(doc)
+            os.replace(tmp, self.file)
+        except OSError:
+            pass  # statistics never fail a read or a fetch
+
+    def load_all(self) -> list[dict[str, Any]]:
+        """Every process's saved counts, this process's as they are now."""
+        docs: list[dict[str, Any]] = []
+        try:
+            files = list(self.dir.glob("*.json"))
+        except OSError:
+            files = []
+        for f in files:
+            if f == self.file:
+                continue
+            try:
+                docs.append(json.loads(f.read_bytes()))
+            except (OSError, ValueError):
+                continue  # removed by a reset meanwhile, or foreign
+        with self.lock:
+            docs.append({"counts": dict(self.counts), "days": json.loads(json.dumps(self.days))})
+        return docs
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts = dict.fromkeys(_COUNTERS, 0)
+            self.days = {}
+            self.dirty = False
+        for f in self.dir.glob("*.json"):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+def _span(key: str) -> tuple[int, int]:
+    """``[start, end)`` in epoch ms of a partition key (``2024-01``, ``2024``, ``2020s``)."""
+    def ms(y: int, m: int = 1) -> int:
+        return int(datetime(y, m, 1, tzinfo=timezone.utc).timestamp() * 1000)
+
+    if key.endswith("s"):
+        y = int(key[:-1])
+        return ms(y), ms(y + 10)
+    if "-" in key:
+        y, m = (int(x) for x in key.split("-"))
+        return ms(y, m), ms(y + m // 12, m % 12 + 1)
+    return ms(int(key)), ms(int(key) + 1)
+
+
+def _keys(period: str, lo: int, hi: int) -> list[str]:
+    """The partition keys holding candles with ``lo <= time <= hi``."""
+    keys: list[str] = []
+    t = lo
+    while t <= hi and len(keys) < 100_000:
+        key = _core.partition_key(t, period)
+        keys.append(key)
+        t = _span(key)[1]
+    return keys
+
+
+class _Usage:
+    """When each partition was last used, and by which runs: this process's record, saved
+    like the statistics (a file of its own, at most once a second, and at exit) so that the
+    size limit's LRU and ``runs()`` see every process without a write per read."""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base.joinpath(".candlecache", "usage")
+        self.lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        self.pid = os.getpid()
+        self.file = self.dir / f"{socket.gethostname()}-{self.pid}-{time.time_ns()}.json"
+        self.parts: dict[str, int] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.cleared: dict[str, int] = {}
+        self.last = 0
+        self.dirty = False
+        self.saved_at = 0.0
+
+    def used(self, folder: str, keys: list[str], run_id: str | None) -> None:
+        with self.lock:
+            if os.getpid() != self.pid:
+                self._start()
+            # Strictly increasing within a process, so two uses in one millisecond keep order.
+            now = self.last = max(int(time.time() * 1000), self.last + 1)
+            for k in keys:
+                self.parts[f"{folder}/{k}"] = now
+            if run_id is not None:
+                run = self.runs.setdefault(run_id, {"last": now, "parts": []})
+                run["last"] = now
+                have = set(run["parts"])
+                run["parts"].extend(f"{folder}/{k}" for k in keys if f"{folder}/{k}" not in have)
+            self.dirty = True
+            due = time.monotonic() - self.saved_at >= _SAVE_EVERY_S
+        if due:
+            self.save()
+
+    def clear_run(self, run_id: str) -> None:
+        with self.lock:
+            self.cleared[run_id] = int(time.time() * 1000)
+            self.runs.pop(run_id, None)
+            self.dirty = True
+        self.save()
+
+    def save(self) -> None:
+        with self.lock:
+            if os.getpid() != self.pid or not self.dirty:
+                return
+            doc = json.dumps({"parts": self.parts, "runs": self.runs, "cleared": self.cleared}).encode()
+            self.dirty = False
+            self.saved_at = time.monotonic()
+        if not self.dir.parent.parent.is_dir():
+            return  # the cache directory was removed: do not create it again
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_name(f".{self.file.name}.tmp")
+            tmp.write_bytes(doc)
+            os.replace(tmp, self.file)
+        except OSError:
+            pass
+
+    def load_all(self) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+        """Last use of every partition, and every run not cleared since: over all processes."""
+        docs: list[dict[str, Any]] = []
+        try:
+            files = [f for f in self.dir.glob("*.json") if f != self.file]
+        except OSError:
+            files = []
+        for f in files:
+            try:
+                docs.append(json.loads(f.read_bytes()))
+            except (OSError, ValueError):
+                continue
+        with self.lock:
+            docs.append(json.loads(json.dumps({"parts": self.parts, "runs": self.runs, "cleared": self.cleared})))
+        parts: dict[str, int] = {}
+        runs: dict[str, dict[str, Any]] = {}
+        cleared: dict[str, int] = {}
+        for doc in docs:
+            for k, t in doc.get("parts", {}).items():
+                parts[k] = max(parts.get(k, 0), int(t))
+            for r, c in doc.get("cleared", {}).items():
+                cleared[r] = max(cleared.get(r, 0), int(c))
+        for doc in docs:
+            for r, run in doc.get("runs", {}).items():
+                if int(run.get("last", 0)) <= cleared.get(r, -1):
+                    continue
+                have = runs.setdefault(r, {"last": 0, "parts": set()})
+                have["last"] = max(have["last"], int(run.get("last", 0)))
+                have["parts"].update(run.get("parts", []))
+        return parts, runs
+
+
+def _partitions(base: Path) -> tuple[int, dict[tuple[str, str], int]]:
+    """Bytes of every file under ``base``, and the bytes of each ``(folder, key)`` partition."""
+    total = 0
+    parts: dict[tuple[str, str], int] = {}
+    for root, _, files in os.walk(base):
+        folder = os.path.basename(root)
+        for name in files:
+            try:
+                size = os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+            total += size
+            if name.endswith(".parquet") and os.path.dirname(root) == str(base):
+                key = name[: -len(".parquet")].split(".d")[0]
+                parts[(folder, key)] = parts.get((folder, key), 0) + size
+    return total, parts
+
+
+def _disk(base: Path) -> tuple[int, int]:
+    """Bytes of the cache's files and number of partitions (a main file and its deltas
+    count as one)."""
+    total = 0
+    partitions: set[tuple[str, str]] = set()
+    try:
+        folders = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return 0, 0
+    for folder in folders:
+        try:
+            for f in folder.iterdir():
+                try:
+                    total += f.stat().st_size
+                except OSError:
+                    continue
+                if f.suffix == ".parquet":
+                    partitions.add((folder.name, f.stem.split(".d")[0]))
+        except OSError:
+            continue
+    return total, len(partitions)

@@ -111,6 +111,15 @@ def test_verify_and_clear(cache):
     assert cli_json("verify", cache) == []
     assert cli_json("clear", cache, "--symbol", "ETH/USDT", "--period", "1M") == {"candles_removed": 4}
     assert cli("clear", cache, "--period", "7m", check=2).returncode == 2
+    cli("clear", cache, "--run", "bt-1", "--symbol", "BTC/USDT", check=2)
+
+
+def test_clear_a_run(cache):
+    with candlecache.MarketCache(cache) as mc:
+        used = mc.read(BTC, "1h", run_id="bt-1").height
+    assert used > 0
+    assert cli_json("clear", cache, "--run", "bt-1") == {"candles_removed": used}
+    assert cli_json("clear", cache, "--run", "bt-1") == {"candles_removed": 0}
 
 
 # ---------------------------------------------------------------------------------- info

@@ -323,3 +323,67 @@ def test_after_an_append_a_growing_window_decodes_only_the_new_file(tmp_path):
             df = cache.get_ohlcv(BTC, "1m", T0, n + 10 * step, ex.fetch_ohlcv)
             assert cache.stats()["hot_decodes"] - before == 1, "only the new delta file"
             assert df.height == n + 10 * step and df.head(n).equals(first)
+
+
+WORKER = r"""
+import random, sys, time
+sys.path.insert(0, %r)
+import candlecache
+from memory_exchange import MemoryExchange, T0, DAY
+base, seed, rounds, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+ex = MemoryExchange()
+rnd = random.Random(seed)
+with candlecache.MarketCache(base, cold_cache_mb=limit, hot_cache_mb=8) as cache:
+    for _ in range(rounds):
+        month = rnd.randrange(6)
+        start = T0 + month * 30 * DAY + rnd.randrange(5) * DAY
+        cache.get_ohlcv("BTC/USDT", "1m", start, rnd.choice([1440, 5 * 1440, 12 * 1440]), ex.fetch_ohlcv)
+        if rnd.random() < 0.3:
+            cache.read("BTC/USDT", "1m", start, start + DAY)
+print("done")
+""" % str(HERE)
+
+
+def _covered_is_stored(base: Path) -> None:
+    """What the log covers is stored, and equal to the exchange's candles."""
+    ex = MemoryExchange()
+    for a, b in candlecache.coverage(base, BTC, "1m"):
+        got = read_cached(base, BTC, "1m", a, b - MINUTE)
+        assert got["time"].to_list() == list(range(a, b, MINUTE)), f"covered {a}..{b} is not all stored"
+        assert got.equals(ex.truth(BTC, "1m", a, (b - a) // MINUTE))
+
+
+def test_four_processes_with_a_small_limit_lose_nothing_covered(tmp_path):
+    limit = 1.5  # MiB: under two months of 1m candles (0.9 MiB each); the workers ask for six
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(seed), "12", str(limit)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in range(4)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and "done" in out, err
+    _covered_is_stored(tmp_path)
+    assert MarketCache(tmp_path).stats()["partitions_evicted"] > 0, "the limit never acted"
+    assert _dir_bytes(tmp_path) <= limit * 2**20 * 1.5  # each writer enforces it after its own write
+
+
+def test_kill_9_during_eviction_leaves_a_cache_that_reads_correctly(tmp_path):
+    import random
+    import signal
+    import time as _time
+
+    rnd = random.Random(7)
+    for i in range(6):
+        p = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(100 + i), "40", "1.5"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _time.sleep(1.0 + rnd.random() * 1.5)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+        _covered_is_stored(tmp_path)
+        assert candlecache.MarketCache(tmp_path).verify().height == 0
+    assert MarketCache(tmp_path).stats()["partitions_evicted"] > 0, "the limit never acted"
+    # And the cache goes on working after the kills.
+    ex = MemoryExchange()
+    df = MarketCache(tmp_path).get_ohlcv(BTC, "1m", T0, 1440, ex.fetch_ohlcv)
+    assert df.equals(ex.truth(BTC, "1m", T0, 1440))

@@ -101,3 +101,23 @@ def test_the_sync_function_given_a_coroutine_function_names_the_async_variant(tm
         with pytest.raises(TypeError, match="get_ohlcv_with_cache_async"):
             candlecache.get_ohlcv_with_cache(tmp_path, BTC, "1h", T0, 24, lambda *a, **k: fetch(*a, **k))
     assert candlecache.read_cached(tmp_path, BTC, "1h", T0, T0 + 23 * HOUR).height == 0
+
+
+def test_market_cache_get_ohlcv_async_awaits_a_coroutine_callback(tmp_path):
+    ex = MemoryExchange()
+
+    async def fetch(symbol, period, since, limit, **kw):
+        await asyncio.sleep(0)
+        return ex.fetch_ohlcv(symbol, period, since, limit)
+
+    async def main():
+        with candlecache.MarketCache(tmp_path) as cache:
+            df = await cache.get_ohlcv_async(BTC, "1h", T0, 24, fetch, run_id="bt-async")
+            again = await cache.get_ohlcv_async(BTC, "1h", T0, 24, fetch)
+            return df, again, cache.stats(), cache.runs()
+
+    df, again, stats, runs = asyncio.run(main())
+    assert_frame_equal(df, ex.truth(BTC, "1h", T0, 24))
+    assert_frame_equal(again, df)
+    assert (stats["hits"], stats["misses"]) == (1, 1)
+    assert runs["run_id"].to_list() == ["bt-async"]

@@ -51,19 +51,7 @@ async def get_ohlcv_with_cache_async(
     ...         await ex.close()
     >>> df = asyncio.run(main())  # doctest: +SKIP
     """
-    if fetch_callback is None:
-        raise TypeError("fetch_callback is required: (symbol, period, since_ms, limit, **params) -> rows")
-    if not callable(fetch_callback):
-        raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
-    loop = asyncio.get_running_loop()
-    callback = fetch_callback
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        result = callback(*args, **kwargs)
-        if inspect.isawaitable(result):
-            return asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
-        return result
-
+    call = _bridge(fetch_callback)
     return await asyncio.to_thread(
         get_ohlcv_with_cache,
         base_dir,
@@ -79,6 +67,25 @@ async def get_ohlcv_with_cache_async(
         durable=durable,
         progress=progress,
     )
+
+
+def _bridge(fetch_callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The callback as a plain function for a worker thread: a coroutine it returns is
+    awaited on the caller's event loop (where a ccxt async exchange's session lives)."""
+    if fetch_callback is None:
+        raise TypeError("fetch_callback is required: (symbol, period, since_ms, limit, **params) -> rows")
+    if not callable(fetch_callback):
+        raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
+    loop = asyncio.get_running_loop()
+    callback = fetch_callback
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = callback(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
+        return result
+
+    return call
 
 
 async def _awaited(awaitable: Any) -> Any:

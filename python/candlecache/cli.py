@@ -344,7 +344,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_clear(args: argparse.Namespace) -> int:
     from .market import MarketCache
 
-    removed = MarketCache(_existing_dir(args.dir), hot_cache_mb=0).clear(args.symbol, args.period)
+    cache = MarketCache(_existing_dir(args.dir), hot_cache_mb=0)
+    if args.run is not None:
+        if args.symbol or args.period:
+            raise ValueError("--run clears what that run alone used; give it without --symbol/--period")
+        removed = cache.clear(run_id=args.run)
+    else:
+        removed = cache.clear(args.symbol, args.period)
     if args.json:
         _json({"candles_removed": removed})
     else:
@@ -448,6 +454,7 @@ coverage, so the next call fetches its candles again. Exit 1 if damage is left u
 examples:
   candlecache clear ~/.cache/candles --symbol BTC/USDT --period 1m
   candlecache clear ~/.cache/candles --period 1s
+  candlecache clear ~/.cache/candles --run bt-001
 
 Removes candles and coverage under each folder's lock; they are fetched again when asked for."""),
     "gaps": ("ranges not cached, and ranges cached as empty, of one symbol and period", """
@@ -511,6 +518,7 @@ def _parser() -> argparse.ArgumentParser:
     p["verify"].set_defaults(func=_cmd_verify)
     p["clear"].add_argument("--symbol", help="only this symbol (e.g. BTC/USDT)")
     p["clear"].add_argument("--period", choices=_core.PERIODS, help="only this period")
+    p["clear"].add_argument("--run", metavar="RUN_ID", help="what only this run (run_id=) used")
     p["clear"].set_defaults(func=_cmd_clear)
 
     for name in ("gaps", "forget"):

@@ -148,6 +148,38 @@ class MarketCache:
         return df
 
 
+    async def get_ohlcv_async(
+        self,
+        symbol: str,
+        period: str,
+        start_time: TimeLike,
+        count: int | None = None,
+        fetch_callback: Callable[..., Any] | None = None,
+        fetch_callback_params: Mapping[str, Any] | None = None,
+        *,
+        end_time: TimeLike | None = None,
+        enable_cache: bool = True,
+        run_id: str | None = None,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        durable: bool = False,
+        progress: bool | None = None,
+    ) -> pl.DataFrame:
+        """``get_ohlcv`` for asyncio code, as ``get_ohlcv_with_cache_async``: the callback may
+        be a coroutine function (``ccxt.async_support``); disk and CPU work run in a thread.
+
+        >>> df = await cache.get_ohlcv_async("BTC/USDT", "1h", "2024-01-01", 24, ex.fetch_ohlcv)  # doctest: +SKIP
+        """
+        import asyncio
+
+        from .aio import _bridge
+
+        call = _bridge(fetch_callback)
+        return await asyncio.to_thread(
+            self.get_ohlcv, symbol, period, start_time, count, call, fetch_callback_params,
+            end_time=end_time, enable_cache=enable_cache, run_id=run_id, lock_timeout=lock_timeout,
+            durable=durable, progress=progress,
+        )
+
     def read(
         self,
         symbol: str,

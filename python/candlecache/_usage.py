@@ -4,6 +4,7 @@ used and by which run (``_Usage``), plus the walks of the directory they need.""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -116,6 +117,7 @@ class _Stats:
                 pass
 
 
+@functools.lru_cache(maxsize=4096)
 def _span(key: str) -> tuple[int, int]:
     """``[start, end)`` in epoch ms of a partition key (``2024-01``, ``2024``, ``2020s``)."""
     def ms(y: int, m: int = 1) -> int:

@@ -106,6 +106,7 @@ class MarketCache:
         self._hot: _core.HotTier | None = _core.HotTier(budget) if budget > 0 else None
         self._stats: _Stats | None = _Stats(self.base_dir) if statistics else None
         self._closed = False
+        self._dirs: dict[tuple[str, str], Path] = {}
         # What the current call of this thread did (the size limit acts after a write).
         self._call = threading.local()
         _live.add(self)
@@ -200,7 +201,7 @@ class MarketCache:
         period = _check_period(period)
         if not isinstance(symbol, str) or not symbol:
             raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
-        path = data_dir(self.base_dir, symbol, period)
+        path = self._folder(symbol, period)
         start = None if start_time is None else to_ms("start_time", start_time)
         end = None if end_time is None else to_ms("end_time", end_time)
         _check_run_id(run_id)
@@ -221,8 +222,15 @@ class MarketCache:
             return []
         t = df.get_column("time")
         keys = _keys(period, int(t[0]), int(t[-1]))
-        self._usage.used(data_dir(self.base_dir, symbol, period).name, keys, run_id)
+        self._usage.used(self._folder(symbol, period).name, keys, run_id)
         return keys
+
+    def _folder(self, symbol: str, period: str) -> Path:
+        """``data_dir`` of this cache, remembered (pathlib costs more than the read it serves)."""
+        path = self._dirs.get((symbol, period))
+        if path is None:
+            path = self._dirs[(symbol, period)] = data_dir(self.base_dir, symbol, period)
+        return path
 
     def _count_call(self, symbol: str, period: str, df: pl.DataFrame, requests: int, candles: int, *, hot: bool) -> None:
         self._used(symbol, period, df)

@@ -274,12 +274,27 @@ fn within(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
 }
 
 /// What to decode of a file for the hot tier: all of it when the request takes half or more
-/// (a whole-year request ending on the newest candle then hits next time, however its end
-/// moves), else only the part asked for (a small cold read stays as cheap as without it).
+/// of its span or every row it holds (a window ending on the newest candle then hits next
+/// time, however its end moves), else only the part asked for (a small cold read stays as
+/// cheap as without the hot tier).
 fn to_decode(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
-    match (f.span, within(f, lo, hi)) {
-        (Some((a, b)), (x, y)) if y.saturating_sub(x) >= (b - a) / 2 => (i64::MIN, i64::MAX),
-        (_, part) => part,
+    const WHOLE: (i64, i64) = (i64::MIN, i64::MAX);
+    let (x, y) = within(f, lo, hi);
+    if (x, y) == WHOLE {
+        return WHOLE;
+    }
+    if let Some((a, b)) = f.span
+        && y.saturating_sub(x) >= (b - a) / 2
+    {
+        return WHOLE;
+    }
+    let held = parquet_file::open(&f.path)
+        .ok()
+        .flatten()
+        .and_then(|(_, info)| info.min_max());
+    match held {
+        Some((first, last)) if lo <= first && last < hi => WHOLE,
+        _ => (x, y),
     }
 }
 

@@ -387,3 +387,29 @@ def test_kill_9_during_eviction_leaves_a_cache_that_reads_correctly(tmp_path):
     ex = MemoryExchange()
     df = MarketCache(tmp_path).get_ohlcv(BTC, "1m", T0, 1440, ex.fetch_ohlcv)
     assert df.equals(ex.truth(BTC, "1m", T0, 1440))
+
+
+def test_files_of_exited_processes_are_folded_and_counts_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(candlecache._usage, "_FOLD_AT", 2)
+    for i in range(3):
+        run_child(
+            """
+            import candlecache
+            from memory_exchange import MemoryExchange
+            base, T0, i = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+            with candlecache.MarketCache(base) as c:
+                c.get_ohlcv("BTC/USDT", "1h", T0, 24, MemoryExchange().fetch_ohlcv, run_id=f"bt-{i}")
+            """,
+            tmp_path, T0, i,
+        )
+    stats_dir = tmp_path / ".candlecache" / "stats"
+    assert len(list(stats_dir.glob("*.json"))) == 3
+    with MarketCache(tmp_path) as cache:
+        s = cache.stats()
+        assert (s["hits"], s["misses"], s["requests"]) == (2, 1, 1)
+        assert [p.name for p in stats_dir.glob("*.json")] == ["archive.json"]
+        assert cache.stats()["hits"] == 2, "folding counts each file once"
+        assert cache.stats_history()["misses"].sum() == 1
+        assert cache.runs()["run_id"].to_list() == ["bt-0", "bt-1", "bt-2"]
+        assert [p.name for p in (tmp_path / ".candlecache" / "usage").glob("*.json")] == ["archive.json"]
+        assert cache.clear(run_id="bt-0") == 0  # bt-1 and bt-2 used the same partition

@@ -12,7 +12,13 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: files of exited processes are not folded
+    fcntl = None  # type: ignore[assignment]
 
 from . import _core
 
@@ -23,6 +29,94 @@ _COUNTERS = (
 )
 #: Counts are saved at most this often while a process works (and always on close and exit).
 _SAVE_EVERY_S = 1.0
+
+
+#: Files of processes gone (on this host) are folded into ``archive.json`` once there are
+#: this many, so a directory used by thousands of short backtests keeps a handful of files.
+_FOLD_AT = 8
+
+
+def _gone(name: str, host: str) -> bool:
+    """Whether the file ``{host}-{pid}-{ns}.json`` belongs to a process of this host that
+    has exited (a pid taken again by another process counts as alive: folded later)."""
+    parts = name[: -len(".json")].rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _read_docs(folder: Path, own: Path, merge: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every saved document in ``folder`` but ``own``; those of exited processes are first
+    folded into ``archive.json`` with ``merge`` (under a lock; skipped if another process is
+    folding, or where there is no ``fcntl``)."""
+    try:
+        files = [f for f in folder.glob("*.json") if f != own]
+    except OSError:
+        return []
+    host = socket.gethostname()
+    gone = [f for f in files if _gone(f.name, host)]
+    if len(gone) >= _FOLD_AT and fcntl is not None:
+        try:
+            with open(folder / ".fold.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                docs = []
+                for f in [folder / "archive.json", *gone]:
+                    try:
+                        docs.append(json.loads(f.read_bytes()))
+                    except (OSError, ValueError):
+                        continue
+                tmp = folder / f".archive.{os.getpid()}.tmp"
+                tmp.write_bytes(json.dumps(merge(docs)).encode())
+                os.replace(tmp, folder / "archive.json")
+                for f in gone:
+                    f.unlink(missing_ok=True)
+            files = [f for f in folder.glob("*.json") if f != own]
+        except OSError:
+            pass  # another process is folding, or the disk said no: read them as they are
+    docs = []
+    for f in files:
+        try:
+            docs.append(json.loads(f.read_bytes()))
+        except (OSError, ValueError):
+            continue  # removed by a reset or a fold meanwhile, or foreign
+    return docs
+
+
+def _merge_stats(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = dict.fromkeys(_COUNTERS, 0)
+    days: dict[str, dict[str, int]] = {}
+    for doc in docs:
+        for k, v in doc.get("counts", {}).items():
+            counts[k] = counts.get(k, 0) + int(v)
+        for day, c in doc.get("days", {}).items():
+            d = days.setdefault(day, {"hits": 0, "misses": 0})
+            d["hits"] += int(c.get("hits", 0))
+            d["misses"] += int(c.get("misses", 0))
+            if c.get("size") is not None:
+                d["size"] = max(d.get("size", 0), int(c["size"]))
+    return {"counts": counts, "days": days}
+
+
+def _merge_usage(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    parts: dict[str, int] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    cleared: dict[str, int] = {}
+    for doc in docs:
+        for k, t in doc.get("parts", {}).items():
+            parts[k] = max(parts.get(k, 0), int(t))
+        for r, c in doc.get("cleared", {}).items():
+            cleared[r] = max(cleared.get(r, 0), int(c))
+        for r, run in doc.get("runs", {}).items():
+            have = runs.setdefault(r, {"last": 0, "parts": []})
+            have["last"] = max(have["last"], int(run.get("last", 0)))
+            have["parts"] = sorted(set(have["parts"]) | set(run.get("parts", [])))
+    return {"parts": parts, "runs": runs, "cleared": cleared}
 
 
 _day_cache: tuple[int, str] = (-1, "")
@@ -89,18 +183,7 @@ class _Stats:
 
     def load_all(self) -> list[dict[str, Any]]:
         """Every process's saved counts, this process's as they are now."""
-        docs: list[dict[str, Any]] = []
-        try:
-            files = list(self.dir.glob("*.json"))
-        except OSError:
-            files = []
-        for f in files:
-            if f == self.file:
-                continue
-            try:
-                docs.append(json.loads(f.read_bytes()))
-            except (OSError, ValueError):
-                continue  # removed by a reset meanwhile, or foreign
+        docs = _read_docs(self.dir, self.file, _merge_stats)
         with self.lock:
             docs.append({"counts": dict(self.counts), "days": json.loads(json.dumps(self.days))})
         return docs
@@ -207,16 +290,7 @@ class _Usage:
 
     def load_all(self) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
         """Last use of every partition, and every run not cleared since: over all processes."""
-        docs: list[dict[str, Any]] = []
-        try:
-            files = [f for f in self.dir.glob("*.json") if f != self.file]
-        except OSError:
-            files = []
-        for f in files:
-            try:
-                docs.append(json.loads(f.read_bytes()))
-            except (OSError, ValueError):
-                continue
+        docs = _read_docs(self.dir, self.file, _merge_usage)
         with self.lock:
             docs.append(json.loads(json.dumps({"parts": self.parts, "runs": self.runs, "cleared": self.cleared})))
         parts: dict[str, int] = {}

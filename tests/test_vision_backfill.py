@@ -770,3 +770,13 @@ def test_four_processes_backfilling_one_symbol_store_one_copy(tmp_path, server):
     assert sum(r["files_downloaded"] for r in reports) == len(files)
     assert sum(r["rows_written"] for r in reports) == 240
     check_equal(read(base, BTC, "1h", start, end), truth(BTC, "1h", start, end))
+
+
+def test_an_async_callback_is_refused_with_what_to_do_instead(tmp_path, server):
+    async def fetch(symbol, period, since, limit):
+        return []
+
+    with pytest.raises(TypeError, match=r"asynchronous.*synchronous client.*get_ohlcv_with_cache_async"):
+        candlecache.backfill_binance_vision(tmp_path, BTC, "1h", ms(2024, 1, 1), ms(2024, 1, 2),
+                                            base_url=server.url, fetch_callback=fetch)
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,21 @@ _SAVE_EVERY_S = 1.0
 _FOLD_AT = 8
 
 
+def _write_doc(file: Path, doc: bytes) -> None:
+    """Replace a process's file (``base/.candlecache/<kind>/<name>.json``) atomically. Never
+    fails a read or a fetch, and never creates a cache directory that was removed."""
+    folder = file.parent
+    if not folder.parent.parent.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.tmp")
+        tmp.write_bytes(doc)
+        os.replace(tmp, file)
+    except OSError:
+        pass
+
+
 def _gone(name: str, host: str) -> bool:
     """Whether the file ``{host}-{pid}-{ns}.json`` belongs to a process of this host that
     has exited (a pid taken again by another process counts as alive: folded later)."""
@@ -171,15 +186,7 @@ class _Stats:
             doc = json.dumps({"counts": self.counts, "days": self.days}).encode()
             self.dirty = False
             self.saved_at = time.monotonic()
-        if not self.dir.parent.parent.is_dir():
-            return  # the cache directory was removed: do not create it again
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(f".{self.file.name}.tmp")
-            tmp.write_bytes(doc)
-            os.replace(tmp, self.file)
-        except OSError:
-            pass  # statistics never fail a read or a fetch
+        _write_doc(self.file, doc)
 
     def load_all(self) -> list[dict[str, Any]]:
         """Every process's saved counts, this process's as they are now."""
@@ -278,15 +285,7 @@ class _Usage:
             doc = json.dumps({"parts": self.parts, "runs": self.runs, "cleared": self.cleared}).encode()
             self.dirty = False
             self.saved_at = time.monotonic()
-        if not self.dir.parent.parent.is_dir():
-            return  # the cache directory was removed: do not create it again
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(f".{self.file.name}.tmp")
-            tmp.write_bytes(doc)
-            os.replace(tmp, self.file)
-        except OSError:
-            pass
+        _write_doc(self.file, doc)
 
     def load_all(self) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
         """Last use of every partition, and every run not cleared since: over all processes."""

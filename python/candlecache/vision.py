@@ -19,7 +19,6 @@ import polars as pl
 from . import _core
 from ._times import describe_ms, to_ms
 from .ohlcv import (
-    _ASYNC_HINT,
     _check_base_dir,
     _check_int,
     _check_period,
@@ -204,7 +203,12 @@ def backfill_binance_vision(
         if not callable(fetch_callback):
             raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
         if inspect.iscoroutinefunction(fetch_callback):
-            raise TypeError(_ASYNC_HINT.replace("get_ohlcv_with_cache_async", "get_ohlcv_with_cache_async for the holes"))
+            raise TypeError(
+                "fetch_callback is asynchronous (e.g. a ccxt.async_support exchange's fetch_ohlcv); "
+                "backfill_binance_vision calls it synchronously: pass a synchronous client's "
+                "fetch_ohlcv (ccxt.binance().fetch_ohlcv), or backfill without it and fill "
+                "report.holes_left with `await candlecache.get_ohlcv_with_cache_async(...)`"
+            )
     if fetch_callback_params is not None and not isinstance(fetch_callback_params, Mapping):
         raise TypeError(f"fetch_callback_params must be a mapping, got {type(fetch_callback_params).__name__}")
     if lock_timeout is not None and (not isinstance(lock_timeout, (int, float)) or lock_timeout < 0):

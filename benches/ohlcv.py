@@ -311,7 +311,25 @@ def hot_tier(root: Path, cc_root: Path, files: list[str], feed: Feed, r: int, cl
         f" a full-year read stats {len(files)} files",
     ]
     rows_live, notes_live = live_loop(root, r, closing)
-    return rows + rows_live, notes + notes_live
+    return rows + rows_live + verify_cost(cc_root, r, closing), notes + notes_live
+
+
+def verify_cost(cc_root: Path, r: int, closing: list) -> list[HotRow]:
+    """Cold reads (hot tier off) with each ``verify`` mode against ``verify="off"``, which is
+    the cold read as it was before checksums were recorded. Interleaved round by round."""
+    caches = {v: candlecache.MarketCache(cc_root, hot_cache_mb=0, verify=v, statistics=False) for v in ("off", "fast", "full")}
+    closing += caches.values()
+    last = T0 + (N - 1) * MINUTE
+    mid = T0 + (N // 2) * MINUTE
+    rows = []
+    for what, lo, hi, n in (("full year", T0, last, r * 2), ("100 rows", mid, mid + 99 * MINUTE, r * 40)):
+        got = interleaved_us({v: (lambda c=c: c.read(SYM, "1m", lo, hi)) for v, c in caches.items()}, n)
+        med = {v: statistics.median(t) / 1000 for v, t in got.items()}
+        for v in ("fast", "full"):
+            target = "<= 1.05x off" if v == "fast" else ""
+            rows.append(HotRow(f"cold read, {what}: verify={v!r} (off: as before checksums)", med[v], med["off"],
+                               target=target, met=_met("<= 1.05", med[v] / med["off"]) if target else ""))
+    return rows
 
 
 def live_loop(root: Path, r: int, closing: list) -> tuple[list[HotRow], list[str]]:

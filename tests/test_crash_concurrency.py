@@ -129,7 +129,7 @@ def assert_folder_sound(folder: Path) -> None:
     """Every ``*.parquet`` readable; no time in two live files; only known names present."""
     for p in folder.iterdir():
         name = p.name
-        if name in ("fetch_log.jsonl", ".lock"):
+        if name in ("fetch_log.jsonl", ".lock", ".checksums.jsonl"):
             continue
         if name.startswith(".") and name.endswith(".tmp"):
             assert not p.match("*.parquet")
@@ -279,6 +279,9 @@ def kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         # Straight after the crash: a sound folder, data behind every log line.
         if folder.exists():
             assert_folder_sound(folder)
+            # The checksum record agrees with the files a crash left: nothing reads as damage.
+            report = candlecache.MarketCache(base, hot_cache_mb=0, statistics=False).verify()
+            assert report.height == 0, report.to_dicts()
             assert_matches_truth(candlecache.read_cached(base, SYMBOL, PERIOD), truth_all)
             covered = assert_coverage_backed_by_data(folder, truth_all)
         else:
@@ -429,7 +432,7 @@ def test_disk_full_raises_oserror_and_keeps_the_cache(tmp_path):
     assert full["raised"] is not None, "a write on a full disk reported success"
     assert "OSError" in full["mro"] and full["errno"] == errno.ENOSPC, full
     assert rep["state_after_full"]["unreadable"] == []
-    assert all(not n.startswith(".") or n == ".lock" or n.endswith(".tmp") for n in rep["state_after_full"]["names"])
+    assert all(not n.startswith(".") or n in (".lock", ".checksums.jsonl") or n.endswith(".tmp") for n in rep["state_after_full"]["names"])
     assert rep["full_callback_raises"]["is_boom"], rep["full_callback_raises"]  # not replaced by ENOSPC
     assert rep["full_cached_read"] == {"raised": None, "message": None, "equals": True}
     assert rep["freed_cached_read"] == {"raised": None, "message": None, "equals": True, "calls": 0}

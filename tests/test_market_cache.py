@@ -130,6 +130,47 @@ def test_statistics_add_up_across_processes(tmp_path):
     assert MarketCache(tmp_path).stats_history()["size"].to_list()[-1] > 0
 
 
+def test_a_reset_is_not_undone_by_a_process_that_keeps_running(tmp_path):
+    """A running process holds its counts in memory and saves them again later: after a reset
+    elsewhere, what it counted before the reset must not come back."""
+    ex = MemoryExchange()
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, time
+        sys.path.insert(0, %r)
+        from pathlib import Path
+        import candlecache
+        from memory_exchange import MemoryExchange, T0
+        base = Path(sys.argv[1])
+        ex = MemoryExchange()
+        cache = candlecache.MarketCache(base)
+        for _ in range(4):
+            cache.get_ohlcv("BTC/USDT", "1h", T0, 24, ex.fetch_ohlcv)  # a miss, then 3 hits
+        cache._stats.save()
+        (base / "ready").touch()
+        while not (base / "go").exists():
+            time.sleep(0.01)
+        cache.get_ohlcv("BTC/USDT", "1h", T0, 24, ex.fetch_ohlcv)      # one hit after the reset
+        cache.close()
+    """ % str(HERE)), str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = __import__("time").monotonic() + 60
+        while not ready.exists():
+            assert child.poll() is None, child.stderr.read()
+            assert __import__("time").monotonic() < deadline
+            __import__("time").sleep(0.01)
+        with MarketCache(tmp_path) as cache:
+            before = cache.stats(reset=True)
+            assert (before["hits"], before["misses"]) == (3, 1)
+            go.touch()
+            assert child.wait(timeout=60) == 0, child.stderr.read()
+            after = cache.stats()
+            assert (after["hits"], after["misses"]) == (1, 0), after
+            assert cache.stats_history()["hits"].sum() == 1
+    finally:
+        child.kill()
+
+
 def test_a_forked_child_counts_its_own_calls_only(tmp_path):
     ex = MemoryExchange()
     cache = MarketCache(tmp_path)
@@ -203,7 +244,7 @@ def test_a_damaged_file_heals_within_the_call_that_meets_it(tmp_path, how):
         folder = tmp_path / "BTC_USDT_1h"
         _damage(folder / "2024.parquet", how)
         # Without a callback: a clear error that says what to do.
-        with pytest.raises(candlecache.CorruptionError, match="2024.parquet.*repair_cache"):
+        with pytest.raises(candlecache.CorruptionError, match="2024.parquet.*fetch_callback"):
             cache.read(BTC, "1h")
         ex.calls.clear()
         again = cache.get_ohlcv(BTC, "1h", T0 - 48 * HOUR, 96, ex.fetch_ohlcv)

@@ -265,13 +265,13 @@ def test_corrupted_parquet_is_reported_then_repaired(tmp_path):
     jan = candlecache.data_dir(tmp_path, "BTC/USDT", "1m") / "2024-01.parquet"
     data = jan.read_bytes()
     jan.write_bytes(data[: len(data) // 2])
-    # Reading without a callback reports it (get_ohlcv_with_cache heals it: see
-    # test_market_cache.py); repair_cache moves it aside.
-    with pytest.raises(candlecache.CorruptionError, match="2024-01.parquet"):
+    # Reading without a callback moves it aside and says how to fetch it again
+    # (get_ohlcv_with_cache heals it within the call: see test_market_cache.py).
+    with pytest.raises(candlecache.CorruptionError, match="2024-01.parquet.*fetch_callback"):
         candlecache.read_cached(tmp_path, "BTC/USDT", "1m", T0, T0 + 99 * MINUTE)
+    assert (jan.parent / "2024-01.parquet.corrupt").exists()
     assert_frame_equal(get(tmp_path, ex, feb, 100), good_feb)  # other partitions unaffected
-    moved = candlecache.repair_cache(tmp_path, "BTC/USDT", "1m")
-    assert [p.name for p in moved] == ["2024-01.parquet.corrupt"]
+    assert candlecache.repair_cache(tmp_path, "BTC/USDT", "1m") == []  # nothing left to repair
     ex.calls.clear()
     assert_frame_equal(get(tmp_path, ex, T0, 100), ex.truth("BTC/USDT", "1m", T0, 100))
     assert [(c[2], c[3]) for c in ex.calls] == [(T0, 100)]

@@ -84,9 +84,14 @@ def get_ohlcv(
     adapt: Callable[[Any], Any],
     progress: Callable[[int, int], None] | None = None,
     hot: HotTier | None = None,
+    verify: str = "fast",
 ) -> ArrowStream: ...
 def read_range(
-    data_dir: str | os.PathLike[str], start: int | None = None, end: int | None = None, hot: HotTier | None = None
+    data_dir: str | os.PathLike[str],
+    start: int | None = None,
+    end: int | None = None,
+    hot: HotTier | None = None,
+    verify: str = "fast",
 ) -> ArrowStream: ...
 def write_rows(
     data_dir: str | os.PathLike[str],
@@ -127,7 +132,7 @@ def repair(
     period_name: str,
     durable: bool = False,
     lock_timeout: float | None = None,
-) -> list[pathlib.Path]: ...
+) -> tuple[list[pathlib.Path], list[pathlib.Path], list[pathlib.Path]]: ...
 def forget(
     data_dir: str | os.PathLike[str],
     period_name: str,
@@ -178,4 +183,6 @@ class HotTier:
     def stats(self) -> dict[str, int]: ...
     def reset_stats(self) -> None: ...
     def clear(self) -> None: ...
-def find_corrupt(data_dir: str | os.PathLike[str]) -> list[tuple[pathlib.Path, str]]: ...
+def find_corrupt(
+    data_dir: str | os.PathLike[str], period_name: str, lock_timeout: float | None = None
+) -> list[tuple[pathlib.Path, str, str]]: ...

@@ -103,10 +103,13 @@ def _read_docs(folder: Path, own: Path, merge: Callable[[list[dict[str, Any]]], 
     return docs
 
 
-def _merge_stats(docs: list[dict[str, Any]]) -> dict[str, Any]:
+def _merge_stats(docs: list[dict[str, Any]], generation: int = 0) -> dict[str, Any]:
+    """The counts of ``docs`` of ``generation`` added up (older ones were reset away)."""
     counts = dict.fromkeys(_COUNTERS, 0)
     days: dict[str, dict[str, int]] = {}
     for doc in docs:
+        if int(doc.get("generation", 0)) != generation:
+            continue
         for k, v in doc.get("counts", {}).items():
             counts[k] = counts.get(k, 0) + int(v)
         for day, c in doc.get("days", {}).items():
@@ -115,7 +118,7 @@ def _merge_stats(docs: list[dict[str, Any]]) -> dict[str, Any]:
             d["misses"] += int(c.get("misses", 0))
             if c.get("size") is not None:
                 d["size"] = max(d.get("size", 0), int(c["size"]))
-    return {"counts": counts, "days": days}
+    return {"counts": counts, "days": days, "generation": generation}
 
 
 def _merge_usage(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,25 +151,61 @@ def _today() -> str:
 
 class _Stats:
     """This process's counts for one directory, saved to a file of its own so that no reader
-    or writer ever waits for another: ``stats()`` adds up the files of all processes."""
+    or writer ever waits for another: ``stats()`` adds up the files of all processes.
+
+    A reset cannot reach into other running processes, which would save their older counts
+    again. So a reset raises the directory's *generation* (the ``.generation`` file); each
+    saved document says which generation its counts belong to, readers add up the current
+    generation only, and a process that sees a newer one starts its counts from zero."""
 
     def __init__(self, base: Path) -> None:
         self.dir = base.joinpath(*_STATS_DIR)
         self.lock = threading.Lock()
+        self._seen: tuple[tuple[int, int, int], int] | None = None
         self._start()
 
     def _start(self) -> None:
         self.pid = os.getpid()
         self.file = self.dir / f"{socket.gethostname()}-{self.pid}-{time.time_ns()}.json"
+        self.generation = self._current_generation()
+        self._zero()
+        self.saved_at = 0.0
+
+    def _zero(self) -> None:
         self.counts = dict.fromkeys(_COUNTERS, 0)
         self.days: dict[str, dict[str, int]] = {}
         self.dirty = False
-        self.saved_at = 0.0
+
+    def _current_generation(self) -> int:
+        """The directory's generation: one ``stat`` when it has not changed (asked per call)."""
+        path = self.dir / ".generation"
+        try:
+            st = os.stat(path)
+        except OSError:
+            return 0
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        seen = self._seen
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        try:
+            generation = int(path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+        self._seen = (key, generation)
+        return generation
+
+    def _follow(self, generation: int) -> None:
+        """Drop counts of a generation that was reset away (with the lock held)."""
+        if generation != self.generation:
+            self.generation = generation
+            self._zero()
 
     def add(self, **counts: int) -> None:
+        generation = self._current_generation()
         with self.lock:
             if os.getpid() != self.pid:  # a child of fork(): the parent's counts are not ours
                 self._start()
+            self._follow(generation)
             day = self.days.setdefault(_today(), {"hits": 0, "misses": 0})
             for k, v in counts.items():
                 self.counts[k] += v
@@ -178,28 +217,45 @@ class _Stats:
             self.save()
 
     def save(self, size: int | None = None) -> None:
+        generation = self._current_generation()
         with self.lock:
-            if os.getpid() != self.pid or not (self.dirty or size is not None):
+            if os.getpid() != self.pid:
+                return
+            self._follow(generation)
+            if not (self.dirty or size is not None):
                 return
             if size is not None:
                 self.days.setdefault(_today(), {"hits": 0, "misses": 0})["size"] = size
-            doc = json.dumps({"counts": self.counts, "days": self.days}).encode()
+            doc = json.dumps({"counts": self.counts, "days": self.days, "generation": self.generation}).encode()
             self.dirty = False
             self.saved_at = time.monotonic()
         _write_doc(self.file, doc)
 
     def load_all(self) -> list[dict[str, Any]]:
-        """Every process's saved counts, this process's as they are now."""
-        docs = _read_docs(self.dir, self.file, _merge_stats)
+        """Every process's saved counts of the current generation, this process's as they
+        are now."""
+        generation = self._current_generation()
+        docs = _read_docs(self.dir, self.file, lambda found: _merge_stats(found, generation))
+        docs = [d for d in docs if int(d.get("generation", 0)) == generation]
         with self.lock:
-            docs.append({"counts": dict(self.counts), "days": json.loads(json.dumps(self.days))})
+            if os.getpid() == self.pid:
+                self._follow(generation)
+                docs.append({"counts": dict(self.counts), "days": json.loads(json.dumps(self.days))})
         return docs
 
     def reset(self) -> None:
+        generation = self._current_generation() + 1
+        if self.dir.parent.parent.is_dir():
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                tmp = self.dir / f".generation.{os.getpid()}.tmp"
+                tmp.write_text(str(generation))
+                os.replace(tmp, self.dir / ".generation")
+            except OSError:
+                pass
         with self.lock:
-            self.counts = dict.fromkeys(_COUNTERS, 0)
-            self.days = {}
-            self.dirty = False
+            self._follow(generation)
+        # The documents of the generations before are dead weight now.
         for f in self.dir.glob("*.json"):
             try:
                 f.unlink()
@@ -311,7 +367,9 @@ class _Usage:
 
 
 def _partitions(base: Path) -> tuple[int, dict[tuple[str, str], int]]:
-    """Bytes of every file under ``base``, and the bytes of each ``(folder, key)`` partition."""
+    """Bytes of every file under ``base`` (what ``cold_cache_mb`` bounds and ``stats()``
+    reports), and the bytes of each ``(folder, key)`` partition (a main file and its deltas
+    count as one)."""
     total = 0
     parts: dict[tuple[str, str], int] = {}
     for root, _, files in os.walk(base):
@@ -326,26 +384,3 @@ def _partitions(base: Path) -> tuple[int, dict[tuple[str, str], int]]:
                 key = name[: -len(".parquet")].split(".d")[0]
                 parts[(folder, key)] = parts.get((folder, key), 0) + size
     return total, parts
-
-
-def _disk(base: Path) -> tuple[int, int]:
-    """Bytes of the cache's files and number of partitions (a main file and its deltas
-    count as one)."""
-    total = 0
-    partitions: set[tuple[str, str]] = set()
-    try:
-        folders = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except OSError:
-        return 0, 0
-    for folder in folders:
-        try:
-            for f in folder.iterdir():
-                try:
-                    total += f.stat().st_size
-                except OSError:
-                    continue
-                if f.suffix == ".parquet":
-                    partitions.add((folder.name, f.stem.split(".d")[0]))
-        except OSError:
-            continue
-    return total, len(partitions)

@@ -332,10 +332,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _json(report.to_dicts())
     elif report.height == 0:
-        print(f"every file in {args.dir} decodes")
+        print(f"every file in {args.dir} decodes and matches its recorded checksum")
     else:
-        _table(("symbol", "period", "file", "repaired", "reason"),
-               [(r["symbol"], r["period"], Path(r["file"]).name, "yes" if r["repaired"] else "no", r["reason"])
+        _table(("symbol", "period", "file", "fault", "repaired", "reason"),
+               [(r["symbol"], r["period"], Path(r["file"]).name, r["fault"], "yes" if r["repaired"] else "no",
+                 r["reason"])
                 for r in report.iter_rows(named=True)])
     # Damage that was repaired is fixed; damage only reported is a failure to act on.
     return 0 if report.filter(~report["repaired"]).height == 0 else 1
@@ -443,13 +444,16 @@ examples:
 
 Counts come from MarketCache, get_ohlcv_with_cache and read_cached in every process that used
 the directory; one line per day follows. --reset prints them, then starts again from zero."""),
-    "verify": ("decode every file of a cache directory; report (and --repair) the damaged ones", """
+    "verify": ("check every file of a cache directory; report (and --repair) the damaged ones", """
 examples:
   candlecache verify ~/.cache/candles
   candlecache verify ~/.cache/candles --repair --json
 
---repair moves each damaged file aside (*.corrupt, nothing is deleted) and forgets its
-coverage, so the next call fetches its candles again. Exit 1 if damage is left unrepaired."""),
+Each file is decoded whole, and a file candlecache wrote is hashed and compared with the
+SHA-256 recorded when it was written (.checksums.jsonl in its folder); recorded files that
+are gone are reported as missing. --repair moves each damaged file aside (*.corrupt, nothing
+is deleted) and forgets its coverage and that of missing ones, so the next call fetches
+their candles again. Exit 1 if damage is left unrepaired."""),
     "clear": ("remove the candles of a symbol, a period, or everything", """
 examples:
   candlecache clear ~/.cache/candles --symbol BTC/USDT --period 1m

@@ -20,15 +20,17 @@ import polars as pl
 
 from . import _core
 from ._times import to_ms
-from ._usage import _COUNTERS, _Stats, _Usage, _disk, _keys, _partitions, _span
+from ._usage import _COUNTERS, _Stats, _Usage, _keys, _partitions, _span
 from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
     TimeLike,
     _check_base_dir,
     _check_period,
     _get_ohlcv,
+    _heal,
     data_dir,
 )
+from .exceptions import CorruptionError
 
 __all__ = ["MarketCache", "default_cache", "DEFAULT_HOT_CACHE_MB"]
 
@@ -38,6 +40,7 @@ __all__ = ["MarketCache", "default_cache", "DEFAULT_HOT_CACHE_MB"]
 DEFAULT_HOT_CACHE_MB = 256
 
 _POLICIES = ("lru", "size", "hybrid")
+_VERIFY = ("fast", "full", "off")
 
 
 def _env_hot_mb() -> float:
@@ -67,6 +70,14 @@ class MarketCache:
     Args:
         base_dir: the cache directory (the ``base_dir`` of ``get_ohlcv_with_cache``).
         hot_cache_mb: the hot tier's budget in MiB (``0`` turns it off).
+        verify: how much a read checks a file before trusting it. Every file candlecache
+            writes has its size, footer CRC and SHA-256 recorded (``.checksums.jsonl`` in its
+            folder). ``"fast"`` (the default) compares size and footer once per file version
+            and notices recorded files that are gone; ``"full"`` also hashes every file a read
+            decodes (a flipped byte inside a value is caught); ``"off"`` trusts the disk.
+            Files without a record (written by the original tool) are checked by decoding.
+            A damaged file is moved aside and its candles fetched again within the same
+            ``get_ohlcv`` call.
         statistics: count hits, misses, requests and candles fetched, saved in
             ``base_dir/.candlecache/stats`` (one small file per process, no lock).
 
@@ -87,9 +98,13 @@ class MarketCache:
         hot_cache_mb: float = DEFAULT_HOT_CACHE_MB,
         cold_cache_mb: float | None = None,
         eviction_policy: str = "lru",
+        verify: str = "fast",
         statistics: bool = True,
     ) -> None:
         self.base_dir: Path = _check_base_dir(base_dir)
+        if verify not in _VERIFY:
+            raise ValueError(f"verify must be one of {', '.join(map(repr, _VERIFY))}, got {verify!r}")
+        self.verify_mode: str = verify
         if cold_cache_mb is not None and (
             isinstance(cold_cache_mb, bool) or not isinstance(cold_cache_mb, (int, float)) or cold_cache_mb <= 0
         ):
@@ -205,7 +220,17 @@ class MarketCache:
         start = None if start_time is None else to_ms("start_time", start_time)
         end = None if end_time is None else to_ms("end_time", end_time)
         _check_run_id(run_id)
-        df = pl.DataFrame(_core.read_range(path, start, end, self._hot))
+        try:
+            stream = _core.read_range(path, start, end, self._hot, self.verify_mode)
+        except CorruptionError as e:
+            if _heal(self, path, symbol, period, e, durable=False, timeout=DEFAULT_LOCK_TIMEOUT):
+                what = str(e).partition("; candlecache.repair_cache()")[0]
+                raise CorruptionError(
+                    f"{what}. The damaged file was moved aside (or, if gone, dropped) and its candles "
+                    "are no longer covered: get_ohlcv with a fetch_callback fetches them again"
+                ) from e
+            stream = _core.read_range(path, start, end, self._hot, self.verify_mode)
+        df = pl.DataFrame(stream)
         self._used(symbol, period, df, run_id)
         if self._stats is not None:
             self._stats.add(reads=1)
@@ -259,7 +284,9 @@ class MarketCache:
         - ``hot_bytes``, ``hot_entries``, ``hot_budget``, ``hot_file_hits``,
           ``hot_decodes``, ``hot_evictions``: this process's hot tier.
 
-        ``reset=True`` returns the counts, then starts them again from zero.
+        ``reset=True`` returns the counts, then starts them again from zero for every
+        process: others that keep running drop what they counted before the reset (they
+        notice it on their next call) instead of saving it again.
 
         >>> cache.stats()["hits"]  # doctest: +SKIP
         12
@@ -271,7 +298,8 @@ class MarketCache:
                     out[k] += int(doc.get("counts", {}).get(k, 0))
         calls = out["hits"] + out["misses"]
         out["hit_rate"] = out["hits"] / calls if calls else 0.0
-        out["bytes_on_disk"], out["entries"] = _disk(self.base_dir)
+        total, parts = _partitions(self.base_dir)
+        out["bytes_on_disk"], out["entries"] = total, len(parts)
         hot = self._hot.stats() if self._hot is not None else {}
         out["hot_bytes"] = hot.get("bytes", 0)
         out["hot_entries"] = hot.get("entries", 0)
@@ -353,30 +381,36 @@ class MarketCache:
         ]
 
     def verify(self, repair: bool = False, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> pl.DataFrame:
-        """Decode every Parquet file of the directory and report those that fail: one row per
-        bad file (``symbol`` as its folder writes it, ``period``, ``file``, ``reason``,
-        ``repaired``). With ``repair=True`` each is moved aside (``*.corrupt``, nothing is
-        deleted) and its coverage forgotten, so the next ``get_ohlcv`` fetches it again.
+        """Check every file of the directory and report the damaged ones: one row per file
+        (``symbol`` as its folder writes it, ``period``, ``file``, ``fault``, ``reason``,
+        ``repaired``). ``fault`` is ``undecodable`` (Parquet cannot read it), ``mismatch``
+        (it reads, but its SHA-256 is not the one recorded when candlecache wrote it) or
+        ``missing`` (recorded, and gone). Each folder is checked under its lock, so the
+        answer is exact even while other processes write. With ``repair=True`` damaged
+        files are moved aside (``*.corrupt``, nothing is deleted) and, like missing ones,
+        their coverage forgotten, so the next ``get_ohlcv`` fetches them again.
 
         >>> cache.verify(repair=True)  # doctest: +SKIP
-        shape: (0, 5)
+        shape: (0, 6)
         """
         self._check_open()
         rows = []
+        timeout = None if lock_timeout is None else float(lock_timeout)
         for symbol, period, path in self._folders():
-            bad = _core.find_corrupt(path)
+            bad = _core.find_corrupt(path, period, timeout)
             if not bad:
                 continue
-            moved: set[str] = set()
+            fixed: set[str] = set()
             if repair:
-                timeout = None if lock_timeout is None else float(lock_timeout)
-                moved = {Path(p).name.removesuffix(".corrupt") for p in _core.repair(path, period, False, timeout)}
-                if self._stats is not None and moved:
-                    self._stats.add(files_repaired=len(moved))
-            for file, reason in bad:
-                rows.append({"symbol": symbol, "period": period, "file": str(file), "reason": reason,
-                             "repaired": Path(file).name in moved})
-        schema = {"symbol": pl.String, "period": pl.String, "file": pl.String, "reason": pl.String, "repaired": pl.Boolean}
+                moved, missing, _ = _core.repair(path, period, False, timeout)
+                fixed = {Path(p).name.split(".parquet")[0] + ".parquet" for p in (*moved, *missing)}
+                if self._stats is not None and fixed:
+                    self._stats.add(files_repaired=len(fixed))
+            for file, fault, reason in bad:
+                rows.append({"symbol": symbol, "period": period, "file": str(file), "fault": fault,
+                             "reason": reason, "repaired": Path(file).name in fixed})
+        schema = {"symbol": pl.String, "period": pl.String, "file": pl.String, "fault": pl.String,
+                  "reason": pl.String, "repaired": pl.Boolean}
         return pl.DataFrame(rows, schema=schema)
 
     def clear(
@@ -498,7 +532,7 @@ class MarketCache:
     def _save(self, with_size: bool = False) -> None:
         self._usage.save()
         if self._stats is not None:
-            self._stats.save(size=_disk(self.base_dir)[0] if with_size else None)
+            self._stats.save(size=_partitions(self.base_dir)[0] if with_size else None)
 
     def __enter__(self) -> MarketCache:
         return self

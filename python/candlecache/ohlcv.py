@@ -420,19 +420,15 @@ def _get_ohlcv(
         return _core.get_ohlcv(
             base, symbol, period, start_time, count, counted, params, bool(enable_cache), now_ms,
             timeout, bool(durable), _adapt, bar if progress is not False else None, cache._hot,
+            cache.verify_mode,
         )
 
     try:
         try:
             stream = call()
         except CorruptionError as e:
-            # Heal: move the damaged files aside, forget their coverage, fetch them again.
-            moved = _core.repair(data_dir(base, symbol, period), period, bool(durable), timeout)
-            if not moved:
-                raise
-            _log.warning("%s %s: moved damaged files aside and fetching their candles again: %s (%s)",
-                         symbol, period, ", ".join(p.name for p in moved), e)
-            cache._count_repaired(len(moved))
+            # Heal: damaged files go aside and lose their coverage, so this call fetches them again.
+            _heal(cache, data_dir(base, symbol, period), symbol, period, e, durable=bool(durable), timeout=timeout)
             stream = call()
     finally:
         bar.close()
@@ -447,6 +443,25 @@ def _get_ohlcv(
         _log.debug("%s %s from %s, %d periods: %d candles from the cache", symbol, period,
                    describe_ms(start_time), count, df.height)
     return df
+
+
+def _heal(
+    cache: Any, path: Path, symbol: str, period: str, err: CorruptionError, *, durable: bool, timeout: float | None
+) -> list[Path]:
+    """Settle, under the folder's lock, what a read found wrong: damaged files are moved aside
+    (``*.corrupt``) and recorded files that are gone dropped, both with their coverage; files
+    the original tool rewrote are recorded anew. Returns what was moved aside or found gone."""
+    moved, missing, rerecorded = _core.repair(path, period, durable, timeout)
+    lost = [Path(p) for p in (*moved, *missing)]
+    if lost:
+        _log.warning("%s %s: %s; moved aside: %s; gone: %s; their candles are no longer covered",
+                     symbol, period, err, ", ".join(Path(p).name for p in moved) or "none",
+                     ", ".join(Path(p).name for p in missing) or "none")
+        cache._count_repaired(len(lost))
+    elif rerecorded:
+        _log.info("%s %s: recorded anew files another tool rewrote: %s", symbol, period,
+                  ", ".join(Path(p).name for p in rerecorded))
+    return lost
 
 
 def read_cached(
@@ -610,14 +625,17 @@ def repair_cache(
     *,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
 ) -> list[Path]:
-    """Move unreadable Parquet files aside and forget their coverage; returns the moved files.
+    """Move damaged Parquet files aside and forget their coverage; returns the moved files.
 
-    Nothing is deleted: a corrupted ``2024-01.parquet`` becomes ``2024-01.parquet.corrupt``.
-    The next ``get_ohlcv_with_cache`` fetches its range again.
+    Damaged means: Parquet cannot decode it, or its bytes differ from the checksums recorded
+    when candlecache wrote it (``.checksums.jsonl``) and no later fetch explains it. Nothing is
+    deleted: a corrupted ``2024-01.parquet`` becomes ``2024-01.parquet.corrupt``. Files the
+    cache wrote that are gone lose their coverage too. The next ``get_ohlcv_with_cache``
+    fetches these ranges again.
 
     >>> repair_cache("cache", "BTC/USDT", "1m")  # doctest: +SKIP
     [PosixPath('cache/BTC_USDT_1m/2024-01.parquet.corrupt')]
     """
     _check_period(period)
     path = data_dir(_check_base_dir(base_dir).expanduser(), symbol, period)
-    return [Path(p) for p in _core.repair(path, period, False, lock_timeout)]
+    return [Path(p) for p in _core.repair(path, period, False, lock_timeout)[0]]

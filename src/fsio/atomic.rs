@@ -51,7 +51,11 @@ where
 {
     let tmp = temp_path(target);
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         fill(&mut file)?;
         file.flush()?;
         if durable {

@@ -8,11 +8,13 @@
 mod atomic;
 mod fork;
 mod lock;
+mod parsed;
 mod stamp;
 
 pub use atomic::{append_line, atomic_write, fsync_dir, is_temp_name};
 pub use fork::fork_epoch;
 pub use lock::{FolderLock, wait_for_lock};
+pub use parsed::ParsedFiles;
 pub use stamp::FileStamp;
 
 use std::io;

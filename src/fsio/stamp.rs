@@ -12,6 +12,11 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// The file's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+
     pub fn of(meta: &Metadata) -> Self {
         #[cfg(unix)]
         let ino = std::os::unix::fs::MetadataExt::ino(meta);

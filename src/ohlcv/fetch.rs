@@ -10,8 +10,10 @@ use super::coverage::Ranges;
 use super::error::{OhlcvError, Result};
 use super::frame;
 use super::hot::HotTier;
+use super::integrity::Verify;
 use super::log;
 use super::period::Period;
+use super::read;
 use super::store;
 use crate::fsio::{self, FolderLock, FsError};
 
@@ -46,6 +48,8 @@ pub struct Request {
     pub lock_timeout: Option<Duration>,
     /// Decoded files kept in memory across calls (a `MarketCache`'s hot tier).
     pub hot: Option<Arc<HotTier>>,
+    /// How much a read checks the files it decodes.
+    pub verify: Verify,
 }
 
 impl Request {
@@ -125,7 +129,7 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
         // Fully cached reads take no lock: every file change is an atomic rename.
         let known = log::coverage_at(&req.dir, &req.period, req.now_ms)?;
         if to_fetch(req, &known.covered, first, end)?.is_empty() {
-            return store::read_range_hot(&req.dir, lo, hi, req.hot.as_deref());
+            return read::read_range_hot(&req.dir, lo, hi, req.hot.as_deref(), req.verify);
         }
     }
     let fresh = !req.dir.exists();
@@ -149,7 +153,7 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
         run.returned
     };
     if req.enable_cache {
-        store::read_range_hot(&req.dir, lo, hi, req.hot.as_deref())
+        read::read_range_hot(&req.dir, lo, hi, req.hot.as_deref(), req.verify)
     } else {
         let pieces = fetched
             .into_iter()
@@ -413,6 +417,7 @@ mod tests {
             durable: false,
             lock_timeout: None,
             hot: None,
+            verify: Verify::Fast,
         };
         (dir, fake, req)
     }
@@ -554,7 +559,7 @@ mod tests {
             Err(OhlcvError::BadCallbackData(_))
         ));
         assert_eq!(
-            n(&store::read_range(&req.dir, i64::MIN, i64::MAX).unwrap()),
+            n(&read::read_range(&req.dir, i64::MIN, i64::MAX).unwrap()),
             0
         );
     }

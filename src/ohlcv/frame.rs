@@ -30,6 +30,14 @@ pub fn empty_batch() -> RecordBatch {
     RecordBatch::new_empty(base_schema())
 }
 
+/// The first and last `time` of sorted batches, None without rows.
+pub fn first_last(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+    let mut rows = batches.iter().map(times).filter(|t| !t.is_empty());
+    let first = rows.next()?;
+    let last = rows.next_back().unwrap_or(first);
+    Some((first.value(0), last.value(last.len() - 1)))
+}
+
 pub fn times(batch: &RecordBatch) -> &Int64Array {
     batch.column(0).as_primitive::<Int64Type>()
 }

@@ -17,11 +17,9 @@
 //! range for an hour at most, and a real gap (after a delisting) costs one extra request,
 //! once. (The original tool ignores `source`, so to it such a line is plain coverage.)
 
-use std::collections::HashMap;
-use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -29,7 +27,7 @@ use serde_json::Value;
 use super::coverage::Ranges;
 use super::error::Result;
 use super::period::{Period, iso_utc, parse_iso_ms};
-use crate::fsio::{self, FileStamp, FsError};
+use crate::fsio::{self, ParsedFiles};
 
 pub const LOG_NAME: &str = "fetch_log.jsonl";
 
@@ -112,49 +110,21 @@ fn parse_line(line: &str) -> Option<Entry> {
 
 type Parsed = Arc<Vec<Entry>>;
 
-fn parsed_cache() -> &'static Mutex<HashMap<PathBuf, (FileStamp, Parsed)>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (FileStamp, Parsed)>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
 /// All complete entries of the log in `dir`, in file order. A missing log is empty.
 pub fn read_entries(dir: &Path) -> Result<Parsed> {
-    let path = log_path(dir);
-    let meta = match fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::new(Vec::new())),
-        Err(e) => return Err(FsError::io(&path, e).into()),
+    static PARSED: OnceLock<ParsedFiles<Vec<Entry>>> = OnceLock::new();
+    let parse = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(parse_line)
+            .collect()
     };
-    let key = FileStamp::of(&meta);
-    if let Ok(cache) = parsed_cache().lock()
-        && let Some((k, entries)) = cache.get(&path)
-        && *k == key
-    {
-        return Ok(entries.clone());
-    }
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::new(Vec::new())),
-        Err(e) => return Err(FsError::io(&path, e).into()),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let entries: Parsed = Arc::new(text.lines().filter_map(parse_line).collect());
-    // Cache under the stamp of what was read; a racing append changes len, so re-stat.
-    if let Ok(after) = fs::metadata(&path)
-        && FileStamp::of(&after) == key
-        && after.len() == bytes.len() as u64
-        && let Ok(mut cache) = parsed_cache().lock()
-    {
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache.insert(path, (key, entries.clone()));
-    }
-    Ok(entries)
+    Ok(PARSED
+        .get_or_init(Default::default)
+        .get(&log_path(dir), parse)?
+        .map_or_else(Default::default, |(_, entries)| entries))
 }
 
-/// The union of what the log covers for `period`, unconfirmed empty answers included (what
-/// the lines say, as the original tool reads them).
 pub fn coverage(dir: &Path, period: &Period) -> Result<Ranges> {
     Ok(read_entries(dir)?
         .iter()

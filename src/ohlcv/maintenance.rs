@@ -1,18 +1,19 @@
-//! Repairs a user runs by hand: rebuilding a lost log, moving corrupted files aside.
+//! Repairs a user runs by hand: rebuilding a lost log, forgetting a range.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::Result;
 use super::frame;
 use super::log;
 use super::period::Period;
+use super::read;
 use super::store;
 
 /// Replace the fetch log with one line per run of consecutive stored candles (the original
 /// tool's `rebuild_log_from_data`). Gaps between runs are not covered, so they are asked again.
 /// The caller holds the folder lock.
 pub fn rebuild_log(dir: &Path, period: &Period, now_ms: i64, durable: bool) -> Result<usize> {
-    let batches = store::read_range(dir, i64::MIN, i64::MAX)?;
+    let batches = read::read_range(dir, i64::MIN, i64::MAX)?;
     let mut spans: Vec<(i64, i64, i64, i64)> = Vec::new();
     for b in &batches {
         for &t in frame::times(b).values() {
@@ -29,22 +30,6 @@ pub fn rebuild_log(dir: &Path, period: &Period, now_ms: i64, durable: bool) -> R
     let n = spans.len();
     log::write_spans(dir, period, spans, "rebuilt", durable)?;
     Ok(n)
-}
-
-/// Move unreadable Parquet files aside (as `*.parquet.corrupt`, nothing is deleted) and drop
-/// the log's coverage of what they held, so the next call fetches it again. Returns the
-/// moved files. The caller holds the folder lock.
-pub fn repair(dir: &Path, period: &Period, durable: bool) -> Result<Vec<PathBuf>> {
-    let moved = store::quarantine_corrupt(dir)?;
-    if moved.is_empty() {
-        return Ok(Vec::new());
-    }
-    let holes: Vec<(i64, i64)> = moved
-        .iter()
-        .map(|(_, span)| span.unwrap_or((i64::MIN, i64::MAX)))
-        .collect();
-    log::uncover(dir, period, &holes, durable)?;
-    Ok(moved.into_iter().map(|(p, _)| p).collect())
 }
 
 /// Forget `[lo, hi)`: drop its coverage, so it is fetched again when asked for, and with
@@ -69,47 +54,6 @@ pub fn forget(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repair_moves_corrupt_files_and_uncovers_their_span() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = Period::parse("1m").unwrap();
-        let jan = 0i64;
-        let feb = 31 * 24 * 60 * 60_000i64;
-        let rows = |a: i64, n: i64| {
-            frame::from_rows(
-                &(0..n)
-                    .map(|i| [(a + i * 60_000) as f64, 1.0, 1.0, 1.0, 1.0, 1.0])
-                    .collect::<Vec<_>>(),
-            )
-        };
-        store::write_rows(dir.path(), &p, &rows(jan, 10), false).unwrap();
-        store::write_rows(dir.path(), &p, &rows(feb, 10), false).unwrap();
-        let now = 10 * feb;
-        log::append(
-            dir.path(),
-            &log::entry_for(&p, jan, feb + 600_000, 20, now, "api").unwrap(),
-            false,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("1970-01.parquet"), b"PAR1garbage").unwrap();
-        assert!(store::read_range(dir.path(), 0, i64::MAX).is_err());
-        let moved = repair(dir.path(), &p, false).unwrap();
-        assert_eq!(moved.len(), 1);
-        assert!(
-            moved[0]
-                .to_string_lossy()
-                .ends_with("1970-01.parquet.corrupt")
-        );
-        assert_eq!(
-            log::coverage(dir.path(), &p).unwrap().as_slice(),
-            &[(feb, feb + 600_000)]
-        );
-        assert_eq!(
-            store::read_range(dir.path(), 0, i64::MAX).unwrap()[0].num_rows(),
-            10
-        );
-    }
 
     #[test]
     fn rebuild_covers_runs_only() {

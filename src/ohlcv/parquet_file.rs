@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -19,6 +19,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 
+use super::checksums;
 use super::error::{OhlcvError, Result};
 use super::frame::{self, TIME};
 use crate::fsio::{self, FileStamp, FsError};
@@ -36,6 +37,10 @@ pub struct FileInfo {
     groups: Vec<Option<(i64, i64)>>,
     time_idx: Option<usize>,
     pub kv: HashMap<String, String>,
+    /// The file version this was read from.
+    pub stamp: FileStamp,
+    /// CRC-32 of the footer bytes, as [`checksums::Record::footer`] records it.
+    pub footer_crc: u32,
 }
 
 impl FileInfo {
@@ -71,6 +76,9 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
     {
         return Ok(Some((file, info.clone())));
     }
+    let footer_crc = read_footer(&file, st.size())
+        .map_err(|e| FsError::io(path, e))?
+        .map_or(0, |f| checksums::footer_crc(&f));
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let meta =
         ArrowReaderMetadata::load(&file, options).map_err(|e| OhlcvError::corrupted(path, e))?;
@@ -106,6 +114,8 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
         groups,
         time_idx,
         kv,
+        stamp: st,
+        footer_crc,
     });
     if let Ok(mut cache) = info_cache().lock() {
         if cache.len() > 4096 {
@@ -116,12 +126,60 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
     Ok(Some((file, info)))
 }
 
+/// Read `len` bytes at `offset` of a file shared with other readers (no seek position).
+fn read_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, offset)?;
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(&mut buf)?;
+    }
+    Ok(buf)
+}
+
+/// The footer (metadata, its length, `PAR1`) of a file `size` bytes long; None if the file
+/// does not end like a Parquet file.
+fn read_footer(file: &File, size: u64) -> std::io::Result<Option<Vec<u8>>> {
+    if size < 12 {
+        return Ok(None);
+    }
+    let tail = read_at(file, size - 8, 8)?;
+    if &tail[4..] != b"PAR1" {
+        return Ok(None);
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 8 > size {
+        return Ok(None);
+    }
+    read_at(file, size - 8 - len, (len + 8) as usize).map(Some)
+}
+
+/// All bytes of an open file, as long as its stamp says.
+pub fn read_whole(file: &File, info: &FileInfo) -> std::io::Result<Vec<u8>> {
+    read_at(file, 0, info.stamp.size() as usize)
+}
+
 /// Normalised rows of the file with `lo <= time < hi`, sorted and unique on time.
 /// `Ok(None)` if the file vanished.
 pub fn read(path: &Path, lo: i64, hi: i64) -> Result<Option<Vec<RecordBatch>>> {
+    read_checked(path, lo, hi, |_, _| Ok(()))
+}
+
+/// [`read`], after `check` has accepted the open file (the version that is then decoded).
+pub fn read_checked(
+    path: &Path,
+    lo: i64,
+    hi: i64,
+    check: impl FnOnce(&File, &FileInfo) -> Result<()>,
+) -> Result<Option<Vec<RecordBatch>>> {
     let Some((file, info)) = open(path)? else {
         return Ok(None);
     };
+    check(&file, &info)?;
     let groups: Vec<usize> = info
         .groups
         .iter()
@@ -247,12 +305,14 @@ fn into_io(err: parquet::errors::ParquetError) -> std::io::Error {
     }
 }
 
-/// Write sorted, unique, unified batches as `path`, atomically.
+/// Write sorted, unique, unified batches as `path`, atomically. `before_rename` gets the
+/// bytes written, before they replace the target.
 pub fn write(
     path: &Path,
     batches: &[RecordBatch],
     kv: Vec<(String, String)>,
     durable: bool,
+    before_rename: impl FnOnce(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let schema = batches
         .first()
@@ -260,12 +320,18 @@ pub fn write(
     let props = properties(kv);
     fsio::atomic_write(path, durable, |file| {
         let mut writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(into_io)?;
+            ArrowWriter::try_new(&mut *file, schema.clone(), Some(props)).map_err(into_io)?;
         for b in batches {
             writer.write(b).map_err(into_io)?;
         }
         writer.close().map_err(into_io)?;
-        Ok(())
+        file.seek(SeekFrom::Start(0))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        before_rename(&bytes).map_err(|e| match e {
+            OhlcvError::Fs(FsError::Io { source, .. }) => source,
+            other => std::io::Error::other(other),
+        })
     })?;
     Ok(())
 }
@@ -286,6 +352,7 @@ mod tests {
             &[frame::from_rows(&rows)],
             vec![("k".into(), "v".into())],
             false,
+            |_| Ok(()),
         )
         .unwrap();
         let got = read(&path, 60_000 * 5000, 60_000 * 5100).unwrap().unwrap();

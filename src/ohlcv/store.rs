@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 
+use super::checksums;
 use super::error::{OhlcvError, Result};
 use super::frame;
-use super::hot::HotTier;
 use super::parquet_file;
 use super::period::{Period, partition_span};
-use crate::fsio::{FileStamp, FsError};
+use crate::fsio::FsError;
 
 const COMPACTED_THROUGH: &str = "candlecache.compacted_through";
 const SUPERSEDES: &str = "candlecache.supersedes";
@@ -42,7 +42,7 @@ pub struct DataFile {
 }
 
 impl DataFile {
-    fn parse(dir: &Path, name: &str) -> Option<DataFile> {
+    pub fn parse(dir: &Path, name: &str) -> Option<DataFile> {
         let stem = name.strip_suffix(".parquet")?;
         if stem.starts_with('.') || stem.is_empty() {
             return None;
@@ -69,7 +69,7 @@ impl DataFile {
     }
 
     /// Merge priority: deltas over mains, newer deltas over older, foreign files last.
-    fn priority(&self) -> u64 {
+    pub fn priority(&self) -> u64 {
         if self.key.is_some() { self.seq + 1 } else { 0 }
     }
 }
@@ -99,7 +99,7 @@ fn parse_seqs(s: &str) -> impl Iterator<Item = u64> + '_ {
 }
 
 /// Paths of files that a live replacement has superseded. Vanished files are skipped.
-fn superseded(files: &[DataFile]) -> Result<HashSet<PathBuf>> {
+pub(crate) fn superseded(files: &[DataFile]) -> Result<HashSet<PathBuf>> {
     let mut by_key: BTreeMap<&str, Vec<&DataFile>> = BTreeMap::new();
     for f in files {
         if let Some(k) = &f.key {
@@ -134,214 +134,57 @@ fn superseded(files: &[DataFile]) -> Result<HashSet<PathBuf>> {
     Ok(stale)
 }
 
-fn overlaps(f: &DataFile, lo: i64, hi: i64) -> bool {
+pub(crate) fn overlaps(f: &DataFile, lo: i64, hi: i64) -> bool {
     f.span.is_none_or(|(a, b)| a < hi && lo < b)
-}
-
-/// Rows with `lo <= time < hi`, sorted and unique on time, across every live file.
-pub fn read_range(dir: &Path, lo: i64, hi: i64) -> Result<Vec<RecordBatch>> {
-    read_range_hot(dir, lo, hi, None)
-}
-
-/// [`read_range`], serving files from (and keeping them in) `hot` when given.
-pub fn read_range_hot(
-    dir: &Path,
-    lo: i64,
-    hi: i64,
-    hot: Option<&HotTier>,
-) -> Result<Vec<RecordBatch>> {
-    // A concurrent writer may replace or remove a file between listing and opening it;
-    // every such change leaves a complete set of files, so listing again suffices.
-    let mut attempts = 0;
-    'retry: loop {
-        attempts += 1;
-        let files: Vec<DataFile> = list(dir)?
-            .into_iter()
-            .filter(|f| overlaps(f, lo, hi))
-            .collect();
-        let stale = superseded(&files)?;
-        let live: Vec<&DataFile> = files.iter().filter(|f| !stale.contains(&f.path)).collect();
-        let mut pieces = Vec::new();
-        for (f, read) in live.iter().zip(read_files(&live, lo, hi, hot)) {
-            match read? {
-                Some(batches) => pieces.extend(batches.into_iter().map(|b| (f.priority(), b))),
-                None if attempts < 50 => continue 'retry,
-                None => {
-                    return Err(FsError::io(
-                        &f.path,
-                        std::io::Error::new(
-                            ErrorKind::NotFound,
-                            "file keeps vanishing while being read",
-                        ),
-                    )
-                    .into());
-                }
-            }
-        }
-        return frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e));
-    }
-}
-
-type FileRead = Result<Option<Vec<RecordBatch>>>;
-
-/// Read several files: hot ones from memory, the rest decoded, spread over the available
-/// cores when there is more than one to decode.
-fn read_files(files: &[&DataFile], lo: i64, hi: i64, hot: Option<&HotTier>) -> Vec<FileRead> {
-    let mut out: Vec<Option<FileRead>> = Vec::with_capacity(files.len());
-    let mut cold: Vec<(usize, &DataFile, Option<FileStamp>)> = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        match hot.map(|h| hot_lookup(h, f, lo, hi)).transpose() {
-            Ok(Some(Lookup::Hit(rows))) => out.push(Some(Ok(Some(rows)))),
-            Ok(Some(Lookup::Vanished)) => out.push(Some(Ok(None))),
-            Ok(Some(Lookup::Miss(stamp))) => {
-                out.push(None);
-                cold.push((i, f, Some(stamp)));
-            }
-            Ok(None) => {
-                out.push(None);
-                cold.push((i, f, None));
-            }
-            Err(e) => out.push(Some(Err(e))),
-        }
-    }
-    let threads = cores().min(cold.len());
-    if threads <= 1 {
-        for (i, f, stamp) in cold {
-            out[i] = Some(decode(f, lo, hi, hot.zip(stamp)));
-        }
-    } else {
-        let chunk = cold.len().div_ceil(threads);
-        let decoded: Vec<Vec<(usize, FileRead)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = cold
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|&(i, f, stamp)| (i, decode(f, lo, hi, hot.zip(stamp))))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        for (i, read) in decoded.into_iter().flatten() {
-            out[i] = Some(read);
-        }
-    }
-    out.into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(OhlcvError::corrupted(
-                    PathBuf::new(),
-                    "reader thread panicked",
-                ))
-            })
-        })
-        .collect()
-}
-
-/// The number of cores, asked once (it reads cgroup files on Linux).
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-fn stamp(path: &Path) -> Result<Option<FileStamp>> {
-    match fs::metadata(path) {
-        Ok(m) => Ok(Some(FileStamp::of(&m))),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FsError::io(path, e).into()),
-    }
-}
-
-enum Lookup {
-    Hit(Vec<RecordBatch>),
-    Miss(FileStamp),
-    Vanished,
-}
-
-/// The part of `[lo, hi)` a file can hold, the whole file as `(MIN, MAX)`: the hot tier
-/// keys what it keeps by that, so a request reaching past the file still hits.
-fn within(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
-    match f.span {
-        Some((a, b)) if lo <= a && hi >= b => (i64::MIN, i64::MAX),
-        Some((a, b)) => (lo.max(a), hi.min(b)),
-        None => (lo, hi),
-    }
-}
-
-/// What to decode of a file for the hot tier: all of it when the request takes half or more
-/// of its span or every row it holds (a window ending on the newest candle then hits next
-/// time, however its end moves), else only the part asked for (a small cold read stays as
-/// cheap as without the hot tier).
-fn to_decode(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
-    const WHOLE: (i64, i64) = (i64::MIN, i64::MAX);
-    let (x, y) = within(f, lo, hi);
-    if (x, y) == WHOLE {
-        return WHOLE;
-    }
-    if let Some((a, b)) = f.span
-        && y.saturating_sub(x) >= (b - a) / 2
-    {
-        return WHOLE;
-    }
-    let held = parquet_file::open(&f.path)
-        .ok()
-        .flatten()
-        .and_then(|(_, info)| info.min_max());
-    match held {
-        Some((first, last)) if lo <= first && last < hi => WHOLE,
-        _ => (x, y),
-    }
-}
-
-fn slices(rows: &[RecordBatch], lo: i64, hi: i64) -> Vec<RecordBatch> {
-    rows.iter()
-        .map(|r| frame::slice_sorted(r, lo, hi))
-        .filter(|r| r.num_rows() > 0)
-        .collect()
-}
-
-fn hot_lookup(hot: &HotTier, f: &DataFile, lo: i64, hi: i64) -> Result<Lookup> {
-    let Some(now) = stamp(&f.path)? else {
-        return Ok(Lookup::Vanished);
-    };
-    let (a, b) = within(f, lo, hi);
-    Ok(match hot.get(&f.path, now, a, b) {
-        Some(rows) => Lookup::Hit(slices(&rows, lo, hi)),
-        None => Lookup::Miss(now),
-    })
-}
-
-/// Decode a file's rows of `[lo, hi)`; with a hot tier, keep them if the file did not change
-/// while it was read.
-fn decode(f: &DataFile, lo: i64, hi: i64, hot: Option<(&HotTier, FileStamp)>) -> FileRead {
-    let Some((hot, before)) = hot else {
-        return parquet_file::read(&f.path, lo, hi);
-    };
-    let (a, b) = to_decode(f, lo, hi);
-    let Some(rows) = parquet_file::read(&f.path, a, b)? else {
-        return Ok(None);
-    };
-    if stamp(&f.path)? == Some(before) {
-        hot.put(&f.path, before, a, b, &rows);
-    }
-    Ok(Some(slices(&rows, lo, hi)))
 }
 
 fn read_all(f: &DataFile) -> Result<Vec<RecordBatch>> {
     Ok(parquet_file::read(&f.path, i64::MIN, i64::MAX)?.unwrap_or_default())
 }
 
-fn remove(paths: impl IntoIterator<Item = PathBuf>) -> Result<()> {
-    for p in paths {
-        match fs::remove_file(&p) {
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> OhlcvError {
+    FsError::io(path, e).into()
+}
+
+fn name_of(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
+/// Write `batches` as `path` and record its checksums (before the rename: see `checksums`).
+fn put(
+    path: &Path,
+    batches: &[RecordBatch],
+    kv: Vec<(String, String)>,
+    durable: bool,
+) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let times = frame::first_last(batches);
+    parquet_file::write(path, batches, kv, durable, |bytes| {
+        checksums::add(
+            dir,
+            name_of(path),
+            checksums::record_of(bytes, times),
+            durable,
+        )
+    })?;
+    checksums::compact(dir, durable)
+}
+
+/// Remove files of `dir`, saying so in the checksum record first.
+fn remove(dir: &Path, paths: impl IntoIterator<Item = PathBuf>, durable: bool) -> Result<()> {
+    let paths: Vec<PathBuf> = paths.into_iter().collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = paths.iter().map(|p| name_of(p)).collect();
+    checksums::remove(dir, &names, durable)?;
+    for p in &paths {
+        match fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(FsError::io(&p, e).into()),
+            Err(e) => return Err(io_err(p, e)),
         }
     }
     Ok(())
@@ -409,7 +252,7 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
         .filter(|f| f.key.as_deref() == Some(key))
         .collect();
     let stale = superseded(&group)?;
-    remove(stale.iter().cloned())?;
+    remove(dir, stale.iter().cloned(), durable)?;
     let group: Vec<DataFile> = group
         .into_iter()
         .filter(|f| !stale.contains(&f.path))
@@ -421,7 +264,7 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     let main_path = dir.join(format!("{key}.parquet"));
 
     if main.is_none() && deltas.is_empty() {
-        return parquet_file::write(&main_path, std::slice::from_ref(rows), Vec::new(), durable);
+        return put(&main_path, std::slice::from_ref(rows), Vec::new(), durable);
     }
     let new_times = frame::times(rows).values();
     let main_hit = match &main {
@@ -470,7 +313,7 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     }
     let path = delta_path(dir, key, next_seq);
     if hit_deltas.is_empty() {
-        return parquet_file::write(&path, std::slice::from_ref(rows), Vec::new(), durable);
+        return put(&path, std::slice::from_ref(rows), Vec::new(), durable);
     }
     let mut pieces = Vec::new();
     for d in &hit_deltas {
@@ -479,13 +322,13 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     pieces.push((u64::MAX, rows.clone()));
     let merged = frame::merge(pieces).map_err(|e| OhlcvError::corrupted(dir, e))?;
     let seqs: Vec<String> = hit_deltas.iter().map(|d| d.seq.to_string()).collect();
-    parquet_file::write(
+    put(
         &path,
         &merged,
         vec![(SUPERSEDES.to_owned(), seqs.join(","))],
         durable,
     )?;
-    remove(hit_deltas.into_iter().map(|d| d.path))
+    remove(dir, hit_deltas.into_iter().map(|d| d.path), durable)
 }
 
 /// The highest delta sequence number a main file says it has folded in (0 without one).
@@ -551,9 +394,21 @@ pub fn drop_range(dir: &Path, lo: i64, hi: i64, durable: bool) -> Result<usize> 
         } else {
             Vec::new()
         };
+        if kept.is_empty() {
+            // Nothing left: remove the partition's files, superseded leftovers too (without
+            // the main file naming them stale they would count again). Deltas go first, so
+            // the main file's marker outlives them.
+            let files = all
+                .iter()
+                .filter(|f| f.key.as_deref() == Some(key.as_str()));
+            let (mains, deltas): (Vec<&DataFile>, Vec<&DataFile>) = files.partition(|f| f.seq == 0);
+            remove(dir, deltas.iter().map(|f| f.path.clone()), durable)?;
+            remove(dir, mains.iter().map(|f| f.path.clone()), durable)?;
+            continue;
+        }
         let main_path = dir.join(format!("{key}.parquet"));
-        parquet_file::write(&main_path, &kept, kv, durable)?;
-        remove(deltas.iter().map(|d| d.path.clone()))?;
+        put(&main_path, &kept, kv, durable)?;
+        remove(dir, deltas.iter().map(|d| d.path.clone()), durable)?;
     }
     Ok(dropped)
 }
@@ -585,43 +440,8 @@ fn compact(
     } else {
         Vec::new()
     };
-    parquet_file::write(&dir.join(format!("{key}.parquet")), &merged, kv, durable)?;
-    remove(deltas.iter().map(|d| d.path.clone()))
-}
-
-/// A file moved aside, and the span of times it held (None if its name does not say).
-pub type Quarantined = (PathBuf, Option<(i64, i64)>);
-
-/// Move files that cannot be read aside (`*.parquet.corrupt`).
-/// Data files of `dir` that do not decode, with the reason.
-pub fn find_corrupt(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let mut bad = Vec::new();
-    for f in list(dir)? {
-        match parquet_file::read(&f.path, i64::MIN, i64::MAX) {
-            Ok(_) => {}
-            Err(OhlcvError::Corrupted { reason, .. }) => bad.push((f.path, reason)),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(bad)
-}
-
-pub fn quarantine_corrupt(dir: &Path) -> Result<Vec<Quarantined>> {
-    let mut moved = Vec::new();
-    for f in list(dir)? {
-        let bad = match parquet_file::read(&f.path, i64::MIN, i64::MAX) {
-            Ok(_) => false,
-            Err(OhlcvError::Corrupted { .. }) => true,
-            Err(e) => return Err(e),
-        };
-        if bad {
-            let mut target = f.path.clone().into_os_string();
-            target.push(".corrupt");
-            fs::rename(&f.path, &target).map_err(|e| FsError::io(&f.path, e))?;
-            moved.push((PathBuf::from(target), f.span));
-        }
-    }
-    Ok(moved)
+    put(&dir.join(format!("{key}.parquet")), &merged, kv, durable)?;
+    remove(dir, deltas.iter().map(|d| d.path.clone()), durable)
 }
 
 #[cfg(test)]
@@ -636,7 +456,7 @@ mod tests {
     }
 
     fn all(dir: &Path) -> Vec<(i64, f64)> {
-        read_range(dir, i64::MIN, i64::MAX)
+        crate::ohlcv::read::read_range(dir, i64::MIN, i64::MAX)
             .unwrap()
             .iter()
             .flat_map(|b| {
@@ -717,7 +537,7 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["1970-01", "1970-02"]);
         assert_eq!(
-            read_range(dir.path(), 0, i64::MAX)
+            crate::ohlcv::read::read_range(dir.path(), 0, i64::MAX)
                 .unwrap()
                 .iter()
                 .map(|b| b.num_rows())
@@ -757,7 +577,7 @@ mod tests {
         write_rows(dir.path(), &p, &rows(10..20, 1.0), false).unwrap();
         // The original tool rewrites the main file with everything it read (deltas included).
         let main = dir.path().join("1970-01.parquet");
-        parquet_file::write(&main, &[rows(0..20, 1.0)], Vec::new(), false).unwrap();
+        parquet_file::write(&main, &[rows(0..20, 1.0)], Vec::new(), false, |_| Ok(())).unwrap();
         write_rows(dir.path(), &p, &rows(30..31, 1.0), false).unwrap();
         no_duplicates_across_files(dir.path());
         assert_eq!(all(dir.path()).len(), 21);
@@ -772,6 +592,7 @@ mod tests {
             &[rows(0..5, 7.0)],
             Vec::new(),
             false,
+            |_| Ok(()),
         )
         .unwrap();
         write_rows(dir.path(), &p, &rows(3..8, 1.0), false).unwrap();

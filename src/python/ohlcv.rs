@@ -14,7 +14,8 @@ use super::arrow::{ArrowStream, to_batch};
 use super::errors::{fs_to_py, to_py};
 use super::hot::PyHotTier;
 use crate::ohlcv::fetch::{self, Fetcher, Request};
-use crate::ohlcv::{OhlcvError, Period, Ranges, frame, log, maintenance, store};
+use crate::ohlcv::integrity::{self, Fault, Verify};
+use crate::ohlcv::{OhlcvError, Period, Ranges, frame, log, maintenance, read, store};
 
 pub(super) fn period(name: &str) -> PyResult<Period> {
     Period::parse(name).map_err(|e| PyValueError::new_err(e.to_string()))
@@ -88,7 +89,7 @@ impl Fetcher for PyFetcher {
 
 /// The engine of `get_ohlcv_with_cache` (argument checks and defaults live in Python).
 #[pyfunction]
-#[pyo3(signature = (base_dir, symbol, period_name, start_time, count, fetch_callback, fetch_callback_params, enable_cache, now_ms, lock_timeout, durable, adapt, progress=None, hot=None))]
+#[pyo3(signature = (base_dir, symbol, period_name, start_time, count, fetch_callback, fetch_callback_params, enable_cache, now_ms, lock_timeout, durable, adapt, progress=None, hot=None, verify="fast"))]
 #[allow(clippy::too_many_arguments)]
 pub fn get_ohlcv(
     py: Python<'_>,
@@ -106,6 +107,7 @@ pub fn get_ohlcv(
     adapt: Py<PyAny>,
     progress: Option<Py<PyAny>>,
     hot: Option<PyRef<'_, PyHotTier>>,
+    verify: &str,
 ) -> PyResult<ArrowStream> {
     let req = Request {
         dir: fetch::data_dir(&base_dir, &symbol, &period_name),
@@ -117,6 +119,7 @@ pub fn get_ohlcv(
         durable,
         lock_timeout: timeout(lock_timeout)?,
         hot: hot.map(|h| h.inner.clone()),
+        verify: Verify::parse(verify).map_err(|e| to_py(py, e))?,
     };
     let mut fetcher = PyFetcher {
         callback: fetch_callback,
@@ -137,29 +140,51 @@ pub fn get_ohlcv(
     }
 }
 
-/// `(file, reason)` of every data file of a folder that does not decode.
+/// `(file, fault, reason)` of every damaged file of a folder (fault: `undecodable`,
+/// `mismatch` or `missing`), checked under the folder lock.
 #[pyfunction]
-pub fn find_corrupt(py: Python<'_>, data_dir: PathBuf) -> PyResult<Vec<(PathBuf, String)>> {
-    py.detach(|| store::find_corrupt(&data_dir))
-        .map_err(|e| to_py(py, e))
+#[pyo3(signature = (data_dir, period_name, lock_timeout=None))]
+pub fn find_corrupt(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    period_name: &str,
+    lock_timeout: Option<f64>,
+) -> PyResult<Vec<(PathBuf, &'static str, String)>> {
+    let p = period(period_name)?;
+    let found = on_folder(py, &data_dir, true, lock_timeout, || {
+        integrity::check(&data_dir, &p).map(|f| f.problems)
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|p| {
+            let fault = match p.fault {
+                Fault::Undecodable => "undecodable",
+                Fault::Mismatch => "mismatch",
+                Fault::Missing => "missing",
+            };
+            (p.path, fault, p.reason)
+        })
+        .collect())
 }
 
 /// Stored rows of a folder with `start <= time <= end`.
 #[pyfunction]
-#[pyo3(signature = (data_dir, start=None, end=None, hot=None))]
+#[pyo3(signature = (data_dir, start=None, end=None, hot=None, verify="fast"))]
 pub fn read_range(
     py: Python<'_>,
     data_dir: PathBuf,
     start: Option<i64>,
     end: Option<i64>,
     hot: Option<PyRef<'_, PyHotTier>>,
+    verify: &str,
 ) -> PyResult<ArrowStream> {
     let hot = hot.map(|h| h.inner.clone());
+    let verify = Verify::parse(verify).map_err(|e| to_py(py, e))?;
     let (lo, hi) = (
         start.unwrap_or(i64::MIN),
         end.map_or(i64::MAX, |e| e.saturating_add(1)),
     );
-    py.detach(|| store::read_range_hot(&data_dir, lo, hi, hot.as_deref()))
+    py.detach(|| read::read_range_hot(&data_dir, lo, hi, hot.as_deref(), verify))
         .map(ArrowStream::new)
         .map_err(|e| to_py(py, e))
 }
@@ -328,7 +353,9 @@ fn on_folder<R: Default + Send>(
     .map_err(|e| to_py(py, e))
 }
 
-/// Move corrupted files aside and uncover their ranges; returns the moved paths.
+/// Heal a folder under its lock: move damaged files aside and uncover what they held,
+/// uncover what recorded files that are gone held, record anew files another tool rewrote.
+/// Returns `(moved, missing, rerecorded)` paths.
 #[pyfunction]
 #[pyo3(signature = (data_dir, period_name, durable=false, lock_timeout=None))]
 pub fn repair(
@@ -337,11 +364,12 @@ pub fn repair(
     period_name: &str,
     durable: bool,
     lock_timeout: Option<f64>,
-) -> PyResult<Vec<PathBuf>> {
+) -> PyResult<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
     let p = period(period_name)?;
-    on_folder(py, &data_dir, true, lock_timeout, || {
-        maintenance::repair(&data_dir, &p, durable)
-    })
+    let done = on_folder(py, &data_dir, true, lock_timeout, || {
+        integrity::repair(&data_dir, &p, durable)
+    })?;
+    Ok((done.moved, done.missing, done.rerecorded))
 }
 
 /// Forget `[lo, hi)` of a folder (its coverage, and with `drop_rows` its rows); returns the

@@ -17,6 +17,8 @@ class ArrowStream:
     """Result rows, consumed once through the Arrow C stream interface (``polars.DataFrame(s)``)."""
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    @property
+    def time_span(self) -> tuple[int, int] | None: ...
 
 _Row = tuple[int, Any, int, float, float | None, float, int, Any, int, int, str | None, Any]
 

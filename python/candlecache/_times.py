@@ -69,6 +69,8 @@ def to_ms(name: str, value: object) -> int:
     >>> to_ms("start_time", 1704067200000.0)
     1704067200000
     """
+    if type(value) is int:  # the common case first: this runs twice a call
+        return _from_number(name, value)
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a time (epoch ms, datetime, date or ISO string), got bool")
     if isinstance(value, datetime):  # pandas.Timestamp is a datetime

@@ -161,6 +161,7 @@ class _Stats:
     def __init__(self, base: Path) -> None:
         self.dir = base.joinpath(*_STATS_DIR)
         self.lock = threading.Lock()
+        self._gen_path = os.path.join(self.dir, ".generation")
         self._seen: tuple[tuple[int, int, int], int] | None = None
         self._start()
 
@@ -177,8 +178,9 @@ class _Stats:
         self.dirty = False
 
     def _current_generation(self) -> int:
-        """The directory's generation: one ``stat`` when it has not changed (asked per call)."""
-        path = self.dir / ".generation"
+        """The directory's generation: one ``stat`` when it has not changed (asked per call;
+        ``save`` creates the file, so the common case raises nothing)."""
+        path = self._gen_path
         try:
             st = os.stat(path)
         except OSError:
@@ -188,7 +190,8 @@ class _Stats:
         if seen is not None and seen[0] == key:
             return seen[1]
         try:
-            generation = int(path.read_text().strip() or 0)
+            with open(path, "rb") as f:
+                generation = int(f.read().strip() or 0)
         except (OSError, ValueError):
             return 0
         self._seen = (key, generation)
@@ -230,6 +233,13 @@ class _Stats:
             self.dirty = False
             self.saved_at = time.monotonic()
         _write_doc(self.file, doc)
+        if self._seen is None and self.file.parent.is_dir():
+            try:  # generation 0, so that asking for it per call finds a file (no exception)
+                fd = os.open(self._gen_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, b"0")
+                os.close(fd)
+            except OSError:
+                pass
 
     def load_all(self) -> list[dict[str, Any]]:
         """Every process's saved counts of the current generation, this process's as they

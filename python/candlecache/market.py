@@ -26,6 +26,7 @@ from .ohlcv import (
     TimeLike,
     _check_base_dir,
     _check_period,
+    _frame,
     _get_ohlcv,
     _heal,
     data_dir,
@@ -153,12 +154,17 @@ class MarketCache:
         self._check_open()
         _check_run_id(run_id)
         self._call.fetched = False
-        df = _get_ohlcv(
-            self, self.base_dir, symbol, period, start_time, count, fetch_callback,
-            fetch_callback_params, enable_cache, end_time=end_time, lock_timeout=lock_timeout,
-            durable=durable, progress=progress,
-        )
-        keys = self._used(symbol, period, df, run_id)
+        self._call.run_id = run_id
+        self._call.keys = []
+        try:
+            df = _get_ohlcv(
+                self, self.base_dir, symbol, period, start_time, count, fetch_callback,
+                fetch_callback_params, enable_cache, end_time=end_time, lock_timeout=lock_timeout,
+                durable=durable, progress=progress,
+            )
+        finally:
+            self._call.run_id = None
+        keys = self._call.keys
         if self.cold_cache_mb is not None and self._call.fetched:
             self._enforce_limit({(data_dir(self.base_dir, symbol, period).name, k) for k in keys}, lock_timeout)
         return df
@@ -230,8 +236,8 @@ class MarketCache:
                     "are no longer covered: get_ohlcv with a fetch_callback fetches them again"
                 ) from e
             stream = _core.read_range(path, start, end, self._hot, self.verify_mode)
-        df = pl.DataFrame(stream)
-        self._used(symbol, period, df, run_id)
+        df = _frame(stream)
+        self._used(symbol, period, stream.time_span, run_id)
         if self._stats is not None:
             self._stats.add(reads=1)
         return df
@@ -241,12 +247,12 @@ class MarketCache:
     def _decodes(self) -> int:
         return 0 if self._hot is None else int(self._hot.stats()["decodes"])
 
-    def _used(self, symbol: str, period: str, df: pl.DataFrame, run_id: str | None = None) -> list[str]:
-        """Record the partitions ``df``'s rows come from as used now; returns their keys."""
-        if df.height == 0:
+    def _used(self, symbol: str, period: str, span: tuple[int, int] | None, run_id: str | None = None) -> list[str]:
+        """Record the partitions rows with times in ``span`` come from as used now; returns
+        their keys."""
+        if span is None:
             return []
-        t = df.get_column("time")
-        keys = _keys(period, int(t[0]), int(t[-1]))
+        keys = _keys(period, span[0], span[1])
         self._usage.used(self._folder(symbol, period).name, keys, run_id)
         return keys
 
@@ -257,8 +263,10 @@ class MarketCache:
             path = self._dirs[(symbol, period)] = data_dir(self.base_dir, symbol, period)
         return path
 
-    def _count_call(self, symbol: str, period: str, df: pl.DataFrame, requests: int, candles: int, *, hot: bool) -> None:
-        self._used(symbol, period, df)
+    def _count_call(
+        self, symbol: str, period: str, span: tuple[int, int] | None, requests: int, candles: int, *, hot: bool
+    ) -> None:
+        self._call.keys = self._used(symbol, period, span, getattr(self._call, "run_id", None))
         self._call.fetched = bool(requests)
         if self._stats is None:
             return
@@ -556,12 +564,21 @@ def _check_run_id(run_id: object) -> None:
 
 
 _defaults: dict[str, MarketCache] = {}
+_defaults_by_arg: dict[str, MarketCache] = {}
 _defaults_lock = threading.Lock()
 
 
 def default_cache(base_dir: str | os.PathLike[str]) -> MarketCache:
     """The shared ``MarketCache`` of a directory that ``get_ohlcv_with_cache`` and
     ``read_cached`` use: its hot tier is ``CANDLECACHE_HOT_MB`` MiB (default 256; ``0`` off)."""
+    # An absolute path seen before skips the checks below (a stat or two and pathlib cost a
+    # third of a hot read): a relative one depends on the working directory, `~` on HOME.
+    raw = base_dir if isinstance(base_dir, str) else os.fspath(base_dir) if isinstance(base_dir, os.PathLike) else None
+    fast = isinstance(raw, str) and os.path.isabs(raw)
+    if fast:
+        cache = _defaults_by_arg.get(raw)  # type: ignore[arg-type]
+        if cache is not None and not cache._closed:
+            return cache
     base = _check_base_dir(base_dir)
     key = os.path.abspath(base)
     cache = _defaults.get(key)
@@ -571,6 +588,8 @@ def default_cache(base_dir: str | os.PathLike[str]) -> MarketCache:
             if cache is None or cache._closed:
                 cache = MarketCache(base, hot_cache_mb=_env_hot_mb())
                 _defaults[key] = cache
+    if fast:
+        _defaults_by_arg[raw] = cache  # type: ignore[index]
     return cache
 
 

@@ -12,6 +12,11 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// The last modification, in ns since the epoch (0 if the system does not say).
+    pub fn mtime_ns(&self) -> i128 {
+        self.mtime_ns
+    }
+
     /// The file's length in bytes.
     pub fn size(&self) -> u64 {
         self.len

@@ -16,7 +16,7 @@ use super::frame;
 use super::hot::HotTier;
 use super::integrity::{self, Verify};
 use super::parquet_file;
-use super::store::{DataFile, list, overlaps, superseded};
+use super::store::{DataFile, list_cached, overlaps, superseded};
 use crate::fsio::{FileStamp, FsError};
 
 /// Rows with `lo <= time < hi`, sorted and unique on time, across every live file.
@@ -42,9 +42,10 @@ pub fn read_range_hot(
             Verify::Off => Arc::default(),
             _ => checksums::load(dir)?.1,
         };
-        let files: Vec<DataFile> = list(dir)?
-            .into_iter()
+        let files: Vec<DataFile> = list_cached(dir)?
+            .iter()
             .filter(|f| overlaps(f, lo, hi))
+            .cloned()
             .collect();
         if let Some(gone) = missing(dir, &records, &files, lo, hi) {
             // A writer records a new file just before renaming it into place: look again

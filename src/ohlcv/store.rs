@@ -12,10 +12,11 @@
 //! `candlecache.supersedes` = the seqs it replaced); readers skip them and the next locked
 //! write of the partition deletes them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::RecordBatch;
 
@@ -24,7 +25,7 @@ use super::error::{OhlcvError, Result};
 use super::frame;
 use super::parquet_file;
 use super::period::{Period, partition_span};
-use crate::fsio::FsError;
+use crate::fsio::{FileStamp, FsError};
 
 const COMPACTED_THROUGH: &str = "candlecache.compacted_through";
 const SUPERSEDES: &str = "candlecache.supersedes";
@@ -92,6 +93,43 @@ pub fn list(dir: &Path) -> Result<Vec<DataFile>> {
     }
     out.sort_by(|a, b| (&a.key, a.seq, &a.path).cmp(&(&b.key, b.seq, &b.path)));
     Ok(out)
+}
+
+/// [`list`], reused while the directory is unchanged. A directory's mtime moves when an entry
+/// is added, removed or renamed, but only at the resolution of the file system's clock (a few
+/// ms on ext4). So a listing is kept only if it was taken well after the mtime it saw (the rule
+/// git applies to its index): a change in the same tick as the listing would not move the
+/// mtime, but a change after a later tick does. Readers use this; writers list afresh.
+pub fn list_cached(dir: &Path) -> Result<Arc<Vec<DataFile>>> {
+    /// Margin past the directory's mtime after which a listing is trusted.
+    const RACY_NS: i128 = 50_000_000;
+    type Listings = Mutex<HashMap<PathBuf, (FileStamp, Arc<Vec<DataFile>>)>>;
+    static LISTINGS: OnceLock<Listings> = OnceLock::new();
+    let listings = LISTINGS.get_or_init(Default::default);
+    let stamp = match fs::metadata(dir) {
+        Ok(m) => FileStamp::of(&m),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::default()),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    if let Ok(map) = listings.lock()
+        && let Some((s, files)) = map.get(dir)
+        && *s == stamp
+    {
+        return Ok(files.clone());
+    }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let files = Arc::new(list(dir)?);
+    if started - stamp.mtime_ns() > RACY_NS
+        && let Ok(mut map) = listings.lock()
+    {
+        if map.len() > 4096 {
+            map.clear();
+        }
+        map.insert(dir.to_owned(), (stamp, files.clone()));
+    }
+    Ok(files)
 }
 
 fn parse_seqs(s: &str) -> impl Iterator<Item = u64> + '_ {
@@ -477,6 +515,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_cached_listing_never_hides_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            fs::write(
+                dir.path().join(format!("1970-{:02}.parquet", i % 12 + 1)),
+                b"x",
+            )
+            .unwrap();
+            if i % 3 == 0 {
+                fs::remove_file(dir.path().join(format!("1970-{:02}.parquet", i % 12 + 1)))
+                    .unwrap();
+            }
+            let fresh = list(dir.path()).unwrap().len();
+            assert_eq!(list_cached(dir.path()).unwrap().len(), fresh, "round {i}");
+        }
+        // Once the directory has been quiet past the margin, the listing is reused.
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        let a = list_cached(dir.path()).unwrap();
+        let b = list_cached(dir.path()).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        fs::write(dir.path().join("1971-01.parquet"), b"x").unwrap();
+        assert_eq!(list_cached(dir.path()).unwrap().len(), a.len() + 1);
     }
 
     #[test]

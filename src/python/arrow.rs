@@ -18,14 +18,17 @@ use crate::ohlcv::frame;
 #[pyclass(module = "candlecache._core", frozen)]
 pub struct ArrowStream {
     inner: Mutex<Option<(SchemaRef, Vec<RecordBatch>)>>,
+    span: Option<(i64, i64)>,
 }
 
 impl ArrowStream {
+    /// Rows normalised by `frame` (sorted on `time`).
     pub fn new(batches: Vec<RecordBatch>) -> Self {
         let schema = batches
             .first()
             .map_or_else(frame::base_schema, |b| b.schema());
         ArrowStream {
+            span: frame::first_last(&batches),
             inner: Mutex::new(Some((schema, batches))),
         }
     }
@@ -33,6 +36,13 @@ impl ArrowStream {
 
 #[pymethods]
 impl ArrowStream {
+    /// The first and last `time` of the rows, None without rows (readable after the rows
+    /// were taken: it saves converting a column back to Python to ask).
+    #[getter]
+    fn time_span(&self) -> Option<(i64, i64)> {
+        self.span
+    }
+
     #[pyo3(signature = (requested_schema=None))]
     fn __arrow_c_stream__<'py>(
         &self,

@@ -245,7 +245,7 @@ class MarketCache:
     # -- statistics -------------------------------------------------------------------------
 
     def _decodes(self) -> int:
-        return 0 if self._hot is None else int(self._hot.stats()["decodes"])
+        return 0 if self._hot is None else self._hot.decodes
 
     def _used(self, symbol: str, period: str, span: tuple[int, int] | None, run_id: str | None = None) -> list[str]:
         """Record the partitions rows with times in ``span`` come from as used now; returns

@@ -61,6 +61,23 @@ fn info_cache() -> &'static InfoCache {
     CACHE.get_or_init(Default::default)
 }
 
+/// A file's footer, from the cache after one `stat` when the file is unchanged (no open).
+/// `Ok(None)` if the file no longer exists.
+pub fn info(path: &Path) -> Result<Option<Arc<FileInfo>>> {
+    let st = match std::fs::metadata(path) {
+        Ok(m) => FileStamp::of(&m),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FsError::io(path, e).into()),
+    };
+    if let Ok(cache) = info_cache().lock()
+        && let Some((s, info)) = cache.get(path)
+        && *s == st
+    {
+        return Ok(Some(info.clone()));
+    }
+    Ok(open(path)?.map(|(_, info)| info))
+}
+
 /// An open file and its footer. `Ok(None)` if the file no longer exists (a concurrent
 /// writer replaced or removed it; the caller re-lists).
 pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {

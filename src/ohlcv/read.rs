@@ -236,10 +236,10 @@ fn to_decode(f: &DataFile, lo: i64, hi: i64) -> (i64, i64) {
     {
         return WHOLE;
     }
-    let held = parquet_file::open(&f.path)
+    let held = parquet_file::info(&f.path)
         .ok()
         .flatten()
-        .and_then(|(_, info)| info.min_max());
+        .and_then(|info| info.min_max());
     match held {
         Some((first, last)) if lo <= first && last < hi => WHOLE,
         _ => (x, y),

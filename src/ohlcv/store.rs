@@ -152,7 +152,7 @@ pub(crate) fn superseded(files: &[DataFile]) -> Result<HashSet<PathBuf>> {
         let mut dead: HashSet<u64> = HashSet::new();
         let mut through = 0u64;
         for f in group {
-            let Some((_, info)) = parquet_file::open(&f.path)? else {
+            let Some(info) = parquet_file::info(&f.path)? else {
                 continue;
             };
             if f.seq == 0 {
@@ -247,7 +247,7 @@ fn intersects(a: &[i64], b: &[i64]) -> bool {
 
 /// The `time` range a file's footer statistics give, if they do.
 fn span_of(f: &DataFile) -> Result<Option<(i64, i64)>> {
-    Ok(parquet_file::open(&f.path)?.and_then(|(_, info)| info.min_max()))
+    Ok(parquet_file::info(&f.path)?.and_then(|info| info.min_max()))
 }
 
 fn file_intersects(f: &DataFile, new_times: &[i64]) -> Result<bool> {
@@ -374,8 +374,8 @@ fn compacted_through(main: Option<&DataFile>) -> Result<u64> {
     let Some(m) = main else {
         return Ok(0);
     };
-    Ok(parquet_file::open(&m.path)?
-        .and_then(|(_, i)| {
+    Ok(parquet_file::info(&m.path)?
+        .and_then(|i| {
             i.kv.get(COMPACTED_THROUGH)
                 .and_then(|v| v.parse::<u64>().ok())
         })

@@ -26,6 +26,12 @@ impl PyHotTier {
         self.inner.budget()
     }
 
+    /// Files decoded from disk so far (asked twice per call: cheaper than `stats()`).
+    #[getter]
+    fn decodes(&self) -> u64 {
+        self.inner.stats().decodes
+    }
+
     /// `{"hits", "decodes", "evictions", "bytes", "entries", "budget"}`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();

@@ -314,6 +314,18 @@ def test_the_size_limit_holds_and_evicted_ranges_are_fetched_again(tmp_path, pol
             assert _dir_bytes(base) <= limit_mb * 2**20
 
 
+def test_files_moved_aside_go_before_live_partitions_under_the_limit(tmp_path):
+    ex = MemoryExchange()
+    with MarketCache(tmp_path, cold_cache_mb=1.5) as cache:
+        cache.get_ohlcv(BTC, "1m", T0, 1440, ex.fetch_ohlcv)
+        junk = tmp_path / "BTC_USDT_1m" / "2023-12.parquet.corrupt"
+        junk.write_bytes(b"\0" * (2 * 2**20))
+        cache.get_ohlcv(BTC, "1m", T0 + 2 * DAY, 1440, ex.fetch_ohlcv)  # a write: the limit acts
+        assert not junk.exists()
+        assert cache.stats()["partitions_evicted"] == 0
+        assert cache.read(BTC, "1m").height == 2 * 1440
+
+
 def test_runs_are_recorded_and_cleared_alone(tmp_path):
     ex = MemoryExchange()
     with MarketCache(tmp_path) as cache:

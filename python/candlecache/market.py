@@ -457,12 +457,26 @@ class MarketCache:
     def _enforce_limit(self, protect: set[tuple[str, str]], lock_timeout: float | None) -> None:
         """Evict whole partitions (file and coverage together, crash-safely: coverage goes
         first) until the directory is back under ``cold_cache_mb``; never those in ``protect``
-        (the request being served)."""
+        (the request being served). Files moved aside as ``*.corrupt`` are removed first."""
         assert self.cold_cache_mb is not None
         limit = int(self.cold_cache_mb * 1024 * 1024)
         total, parts = _partitions(self.base_dir)
         if total <= limit:
             return
+        # Damaged files moved aside are kept for inspection, but not at the price of live
+        # candles: under a size limit they go first, oldest first.
+        aside = []
+        for f in self.base_dir.glob("*/*.corrupt"):
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            aside.append((st.st_mtime, st.st_size, f))
+        for _, size, f in sorted(aside, key=lambda x: (x[0], str(x[2]))):
+            if total <= limit:
+                return
+            f.unlink(missing_ok=True)
+            total -= size
         last, _ = self._usage.load_all()
         now = int(time.time() * 1000)
 

@@ -73,6 +73,7 @@ from .ohlcv import (
 )
 from .inventory import inventory
 from .market import MarketCache
+from .resample import resample
 from .vision import BackfillReport, backfill_binance_vision, clear_vision_failures, vision_failures
 
 __version__: str = _core.__version__
@@ -88,6 +89,7 @@ __all__ = [
     "covered_empty",
     "inventory",
     "MarketCache",
+    "resample",
     "backfill_binance_vision",
     "BackfillReport",
     "vision_failures",

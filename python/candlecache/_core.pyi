@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "check_nested", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -187,6 +187,14 @@ class HotTier:
     def stats(self) -> dict[str, int]: ...
     def reset_stats(self) -> None: ...
     def clear(self) -> None: ...
+def check_nested(fine: str, coarse: str) -> None: ...
+def resample(
+    data: object,
+    period_name: str,
+    from_period: str | None = None,
+    covered: list[tuple[int, int]] | None = None,
+    until: int = ...,
+) -> ArrowStream: ...
 def find_corrupt(
     data_dir: str | os.PathLike[str], period_name: str, lock_timeout: float | None = None
 ) -> list[tuple[pathlib.Path, str, str]]: ...

@@ -25,6 +25,7 @@ from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
     TimeLike,
     _check_base_dir,
+    _check_int,
     _check_period,
     _frame,
     _get_ohlcv,
@@ -32,6 +33,7 @@ from .ohlcv import (
     data_dir,
 )
 from .exceptions import CorruptionError
+from .resample import resample
 
 __all__ = ["MarketCache", "default_cache", "DEFAULT_HOT_CACHE_MB"]
 
@@ -42,6 +44,7 @@ DEFAULT_HOT_CACHE_MB = 256
 
 _POLICIES = ("lru", "size", "hybrid")
 _VERIFY = ("fast", "full", "off")
+_EMPTY = {"time": pl.Int64, **dict.fromkeys(("open", "high", "low", "close", "volume"), pl.Float64)}
 
 
 def _env_hot_mb() -> float:
@@ -144,13 +147,29 @@ class MarketCache:
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         durable: bool = False,
         progress: bool | None = None,
+        from_period: str | None = None,
+        partial: bool = False,
     ) -> pl.DataFrame:
         """``get_ohlcv_with_cache`` on this directory, with this cache's hot tier and counts
         (same arguments, same result, same errors). ``run_id`` (e.g. a backtest's id) records
         which partitions the run used: see ``runs()`` and ``clear(run_id=...)``.
 
+        ``from_period="1m"`` serves ``period`` candles computed exactly from the cached 1m
+        candles (see ``candlecache.resample``), fetching only the 1m candles that are missing;
+        ``start_time``/``count``/``end_time`` stay in ``period``'s candles. A candle with a 1m
+        slot the exchange never answered for is dropped, unless ``partial=True``; one still
+        forming (its last slots are in the future) is returned, as the exchange would.
+
         >>> df = cache.get_ohlcv("BTC/USDT", "1h", "2024-01-01", 24, ex.fetch_ohlcv)  # doctest: +SKIP
+        >>> hours = cache.get_ohlcv("BTC/USDT", "1h", "2024-01-01", 24, ex.fetch_ohlcv,
+        ...                         from_period="1m")  # doctest: +SKIP
         """
+        if from_period is not None:
+            return self._derived(
+                symbol, period, from_period, start_time, count, fetch_callback, fetch_callback_params,
+                end_time=end_time, enable_cache=enable_cache, run_id=run_id, lock_timeout=lock_timeout,
+                durable=durable, progress=progress, partial=partial,
+            )
         self._check_open()
         _check_run_id(run_id)
         self._call.fetched = False
@@ -169,6 +188,38 @@ class MarketCache:
             self._enforce_limit({(data_dir(self.base_dir, symbol, period).name, k) for k in keys}, lock_timeout)
         return df
 
+
+    def _derived(
+        self, symbol: str, period: str, from_period: str, start_time: TimeLike, count: int | None,
+        fetch_callback: Callable[..., Any] | None, fetch_callback_params: Mapping[str, Any] | None,
+        *, partial: bool, end_time: TimeLike | None, **kwargs: Any,
+    ) -> pl.DataFrame:
+        """``period`` candles from the ``from_period`` ones (``get_ohlcv(from_period=...)``)."""
+        period, fine = _check_period(period), _check_period(from_period)
+        _core.check_nested(fine, period)
+        start = to_ms("start_time", start_time)
+        first = _core.period_floor(period, start)
+        if first < start:
+            first = _core.period_add(period, first, 1)
+        if (count is None) == (end_time is None):
+            raise TypeError("give either count (number of candles) or end_time (last candle time), not "
+                            + ("both" if count is not None else "neither"))
+        if count is not None:
+            n = _check_int("count", count)
+            if n < 0:
+                raise ValueError(f"count must be >= 0, got {n}")
+            stop = _core.period_add(period, first, n)
+        else:
+            stop = _core.period_add(period, _core.period_floor(period, to_ms("end_time", end_time)), 1)
+        if stop <= first:
+            return resample(pl.DataFrame(schema=_EMPTY), period)
+        rows = self.get_ohlcv(
+            symbol, fine, first, None, fetch_callback, fetch_callback_params,
+            end_time=stop - 1, **kwargs,
+        )
+        covered = None if partial else _core.coverage(self._folder(symbol, fine), fine)
+        until = _core.period_floor(fine, int(time.time() * 1000) - _core.GRACE_MS)
+        return _frame(_core.resample(rows, period, fine, covered, until))
 
     async def get_ohlcv_async(
         self,

@@ -13,6 +13,7 @@ pub mod maintenance;
 pub mod parquet_file;
 pub mod period;
 pub mod read;
+pub mod resample;
 pub mod store;
 
 pub use coverage::Ranges;

@@ -5,6 +5,7 @@ mod errors;
 mod hot;
 mod kv;
 mod ohlcv;
+mod resample;
 mod vision;
 
 use pyo3::prelude::*;
@@ -37,6 +38,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ohlcv::period_add, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::partition_key, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::partition_window, m)?)?;
+    m.add_function(wrap_pyfunction!(resample::resample, m)?)?;
+    m.add_function(wrap_pyfunction!(resample::check_nested, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_target, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_backfill, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_failures, m)?)?;

@@ -74,6 +74,7 @@ from .ohlcv import (
 from .inventory import inventory
 from .market import MarketCache
 from .resample import resample
+from .scan import scan_ohlcv
 from .vision import BackfillReport, backfill_binance_vision, clear_vision_failures, vision_failures
 
 __version__: str = _core.__version__
@@ -90,6 +91,7 @@ __all__ = [
     "inventory",
     "MarketCache",
     "resample",
+    "scan_ohlcv",
     "backfill_binance_vision",
     "BackfillReport",
     "vision_failures",

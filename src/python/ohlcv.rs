@@ -189,6 +189,25 @@ pub fn read_range(
         .map_err(|e| to_py(py, e))
 }
 
+/// The live partition files of a folder (no superseded leftover, no file named otherwise,
+/// no `*.corrupt`), sorted by name: every stored row is in exactly one of them.
+#[pyfunction]
+pub fn live_files(py: Python<'_>, data_dir: PathBuf) -> PyResult<Vec<PathBuf>> {
+    py.detach(|| {
+        let files: Vec<store::DataFile> = store::list(&data_dir)?
+            .into_iter()
+            .filter(|f| f.key.is_some())
+            .collect();
+        let stale = store::superseded(&files)?;
+        Ok(files
+            .into_iter()
+            .filter(|f| !stale.contains(&f.path))
+            .map(|f| f.path)
+            .collect())
+    })
+    .map_err(|e: OhlcvError| to_py(py, e))
+}
+
 /// Take the folder lock unless the caller already coordinates writers itself, as the
 /// original tool's `save_ohlcv` callers do (they hold `FileLock(".lock")` around it).
 fn maybe_lock(

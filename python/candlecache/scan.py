@@ -1,0 +1,164 @@
+"""``scan_ohlcv``: everything a cache directory holds as one polars ``LazyFrame``, reading only
+the live files of the folders a query can match."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from polars.io.plugins import register_io_source
+
+from . import _core
+from .inventory import _is_cache_folder, cache_folders
+from .ohlcv import PERIODS, _check_base_dir
+
+__all__ = ["scan_ohlcv"]
+
+_KEYS = ("namespace", "symbol", "period")
+_SCHEMA: dict[str, Any] = {
+    "namespace": pl.String,
+    "symbol": pl.String,
+    "period": pl.String,
+    "time": pl.Int64,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+}
+
+
+def _folders(base: Path) -> list[tuple[str | None, str, str, Path]]:
+    """Cache folders of ``base`` (namespace None) and of each namespace folder in it."""
+    out: list[tuple[str | None, str, str, Path]] = [(None, s, p, path) for s, p, path in cache_folders(base)]
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for name in names:
+        sub = base / name
+        if name.startswith(".") or not sub.is_dir() or _is_cache_folder(sub):
+            continue
+        out.extend((name, s, p, path) for s, p, path in cache_folders(sub))
+    return out
+
+
+def _conjuncts(expr: pl.Expr) -> list[pl.Expr]:
+    """``a & b & c`` as ``[a, b, c]`` (anything else as itself)."""
+    try:
+        top = json.loads(expr.meta.serialize(format="json"))
+    except Exception:  # noqa: BLE001 - a layout this polars does not serialise: keep it whole
+        return [expr]
+    if isinstance(top, dict) and top.get("BinaryExpr", {}).get("op") == "And":
+        parts = expr.meta.pop()
+        if len(parts) == 2:
+            return _conjuncts(parts[0]) + _conjuncts(parts[1])
+    return [expr]
+
+
+def _may_match(conjuncts: list[pl.Expr], keys: dict[str, str | None]) -> bool:
+    """False when a part of the query that names only the folder's keys rules it out."""
+    row = pl.DataFrame({k: [v] for k, v in keys.items()}, schema={k: pl.String for k in _KEYS})
+    for c in conjuncts:
+        if not set(c.meta.root_names()) <= set(_KEYS):
+            continue
+        try:
+            if row.select(c).item() is not True:
+                return False
+        except Exception:  # noqa: BLE001 - not decidable on the keys alone: read the folder
+            continue
+    return True
+
+
+def _folder_frame(files: list[Path], keys: dict[str, str | None]) -> pl.LazyFrame:
+    lf = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore", schema=None)
+    return lf.select(
+        *(pl.lit(keys[k], dtype=pl.String).alias(k) for k in _KEYS),
+        pl.col("time").cast(pl.Int64),
+        *(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")),
+    )
+
+
+def scan_ohlcv(
+    base_dir: str | os.PathLike[str],
+    symbols: Iterable[str] | None = None,
+    periods: Iterable[str] | None = None,
+    namespace: str | None = None,
+) -> pl.LazyFrame:
+    """Every candle a cache directory holds, lazily: columns ``namespace`` (null for the
+    drop-in layout), ``symbol`` (as its folder writes it, ``BTC_USDT``), ``period``, ``time``,
+    ``open``, ``high``, ``low``, ``close``, ``volume``.
+
+    Only live files are read: never a file a newer one superseded, never one moved aside as
+    damaged, never a row twice. Filters push down: a condition on ``namespace``, ``symbol`` or
+    ``period`` skips whole folders before any file is opened, and one on ``time`` reaches the
+    Parquet reader (row groups and pages outside it are not decoded). Rows come folder by
+    folder, in no promised order: sort by ``time`` if you need it.
+
+    ``symbols`` (ccxt symbols such as ``BTC/USDT`` or folder forms), ``periods`` and
+    ``namespace`` narrow the folders up front.
+
+    >>> import candlecache, polars as pl
+    >>> lf = candlecache.scan_ohlcv("~/.cache/candles")  # doctest: +SKIP
+    >>> lf.filter((pl.col("symbol") == "BTC_USDT") & (pl.col("time") >= 1_704_067_200_000)).collect()  # doctest: +SKIP
+
+    DuckDB queries the same frame: ``duckdb.sql("select symbol, count(*) from lf group by 1")``
+    (DuckDB reads a polars LazyFrame or DataFrame by its variable name).
+    """
+    base = _check_base_dir(base_dir)
+    if not base.is_dir():
+        raise FileNotFoundError(2, "no cache directory here", str(base))
+    want_symbols = None if symbols is None else {s.replace("/", "_").replace(":", "_") for s in _strs("symbols", symbols)}
+    want_periods = None if periods is None else set(_strs("periods", periods))
+    if want_periods is not None and not want_periods <= set(PERIODS):
+        raise ValueError(f"unknown period(s) {sorted(want_periods - set(PERIODS))}; expected some of {' '.join(PERIODS)}")
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str or None, got {type(namespace).__name__}")
+    folders = [
+        f for f in _folders(base)
+        if (want_symbols is None or f[1] in want_symbols)
+        and (want_periods is None or f[2] in want_periods)
+        and (namespace is None or f[0] == namespace)
+    ]
+
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        parts = [] if predicate is None else _conjuncts(predicate)
+        left = n_rows
+        for ns, symbol, period, path in folders:
+            if left is not None and left <= 0:
+                return
+            keys = {"namespace": ns, "symbol": symbol, "period": period}
+            if parts and not _may_match(parts, keys):
+                continue
+            files = _core.live_files(path)
+            if not files:
+                continue
+            lf = _folder_frame(files, keys)
+            if predicate is not None:
+                lf = lf.filter(predicate)
+            if with_columns is not None:
+                lf = lf.select(with_columns)
+            if left is not None:
+                lf = lf.head(left)
+            df = lf.collect()
+            if left is not None:
+                left -= df.height
+            if df.height:
+                yield df
+
+    return register_io_source(source, schema=_SCHEMA, explain_name="candlecache.scan_ohlcv")
+
+
+def _strs(name: str, values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        return [values]
+    out = list(values)
+    if not all(isinstance(v, str) for v in out):
+        raise TypeError(f"{name} must be strings")
+    return out

@@ -60,26 +60,35 @@ def _conjuncts(expr: pl.Expr) -> list[pl.Expr]:
     return [expr]
 
 
-def _may_match(conjuncts: list[pl.Expr], keys: dict[str, str | None]) -> bool:
-    """False when a part of the query that names only the folder's keys rules it out."""
-    row = pl.DataFrame({k: [v] for k, v in keys.items()}, schema={k: pl.String for k in _KEYS})
-    for c in conjuncts:
-        if not set(c.meta.root_names()) <= set(_KEYS):
-            continue
+def _matching(conjuncts: list[pl.Expr], folders: list[tuple[str | None, str, str, Path]]) -> list[bool]:
+    """Per folder, False when a part of the query that names only the folder keys rules it
+    out (decided for all folders in one polars call per such part)."""
+    keep = [True] * len(folders)
+    keyed = [c for c in conjuncts if c.meta.root_names() and set(c.meta.root_names()) <= set(_KEYS)]
+    if not keyed or not folders:
+        return keep
+    rows = pl.DataFrame([f[:3] for f in folders], schema={k: pl.String for k in _KEYS}, orient="row")
+    for c in keyed:
         try:
-            if row.select(c).item() is not True:
-                return False
-        except Exception:  # noqa: BLE001 - not decidable on the keys alone: read the folder
+            hits = rows.select(c.fill_null(False)).to_series().to_list()
+        except Exception:  # noqa: BLE001 - not decidable on the keys alone: read the folders
             continue
-    return True
+        keep = [k and h is True for k, h in zip(keep, hits)]
+    return keep
 
 
-def _folder_frame(files: list[Path], keys: dict[str, str | None]) -> pl.LazyFrame:
-    lf = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore", schema=None)
+_DATA = ("time", "open", "high", "low", "close", "volume")
+
+
+def _folder_frame(files: list[Path], keys: dict[str, str | None], pre: list[pl.Expr]) -> pl.LazyFrame:
+    lf = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
+    if pre:
+        # Parts on the data columns go before the columns are cast, so they reach the reader.
+        lf = lf.filter(*pre)
     return lf.select(
         *(pl.lit(keys[k], dtype=pl.String).alias(k) for k in _KEYS),
         pl.col("time").cast(pl.Int64),
-        *(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")),
+        *(pl.col(c).cast(pl.Float64) for c in _DATA[1:]),
     )
 
 
@@ -129,28 +138,27 @@ def scan_ohlcv(
         with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
     ) -> Iterator[pl.DataFrame]:
         parts = [] if predicate is None else _conjuncts(predicate)
-        left = n_rows
-        for ns, symbol, period, path in folders:
-            if left is not None and left <= 0:
-                return
-            keys = {"namespace": ns, "symbol": symbol, "period": period}
-            if parts and not _may_match(parts, keys):
+        pre = [c for c in parts if c.meta.root_names() and set(c.meta.root_names()) <= set(_DATA)]
+        frames = []
+        for (ns, symbol, period, path), keep in zip(folders, _matching(parts, folders)):
+            if not keep:
                 continue
             files = _core.live_files(path)
-            if not files:
-                continue
-            lf = _folder_frame(files, keys)
-            if predicate is not None:
-                lf = lf.filter(predicate)
-            if with_columns is not None:
-                lf = lf.select(with_columns)
-            if left is not None:
-                lf = lf.head(left)
-            df = lf.collect()
-            if left is not None:
-                left -= df.height
-            if df.height:
-                yield df
+            if files:
+                frames.append(_folder_frame(files, {"namespace": ns, "symbol": symbol, "period": period}, pre))
+        if not frames:
+            return
+        # One plan over every folder: polars reads them in parallel.
+        lf = pl.concat(frames, how="vertical")
+        if predicate is not None:
+            lf = lf.filter(predicate)
+        if with_columns is not None:
+            lf = lf.select(with_columns)
+        if n_rows is not None:
+            lf = lf.head(n_rows)
+        df = lf.collect()
+        if df.height:
+            yield df
 
     return register_io_source(source, schema=_SCHEMA, explain_name="candlecache.scan_ohlcv")
 

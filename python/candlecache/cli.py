@@ -359,6 +359,20 @@ def _cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_vacuum(args: argparse.Namespace) -> int:
+    from .market import MarketCache
+
+    if (args.keep is None) == (args.keep_since is None):
+        raise ValueError("give --keep (an age such as 90d) or --keep-since (a date), one of them")
+    cache = MarketCache(_existing_dir(args.dir), hot_cache_mb=0)
+    removed = cache.vacuum(args.keep, args.keep_since, args.symbol, args.period)
+    if args.json:
+        _json({"candles_removed": removed})
+    else:
+        print(f"{removed:,} candles removed")
+    return 0
+
+
 def _cmd_gaps(args: argparse.Namespace) -> int:
     from . import _core
     from .ohlcv import coverage, covered_empty, holes
@@ -461,6 +475,14 @@ examples:
   candlecache clear ~/.cache/candles --run bt-001
 
 Removes candles and coverage under each folder's lock; they are fetched again when asked for."""),
+    "vacuum": ("retention: remove candles older than an age or a date", """
+examples:
+  candlecache vacuum ~/.cache/candles --keep 90d
+  candlecache vacuum ~/.cache/candles --keep 2w --symbol BTC/USDT --period 1m
+  candlecache vacuum ~/.cache/candles --keep-since 2024-01-01 --json
+
+Ages take the units s, m, h, d, w. Partitions wholly older are removed, the one straddling the
+cutoff rewritten; their coverage is forgotten first, so they are fetched again if asked for."""),
     "gaps": ("ranges not cached, and ranges cached as empty, of one symbol and period", """
 examples:
   candlecache gaps ~/.cache/candles BTC/USDT 1h
@@ -524,6 +546,12 @@ def _parser() -> argparse.ArgumentParser:
     p["clear"].add_argument("--period", choices=_core.PERIODS, help="only this period")
     p["clear"].add_argument("--run", metavar="RUN_ID", help="what only this run (run_id=) used")
     p["clear"].set_defaults(func=_cmd_clear)
+
+    p["vacuum"].add_argument("--keep", metavar="AGE", help="keep candles younger than this, e.g. 90d, 12h, 2w")
+    p["vacuum"].add_argument("--keep-since", type=_time_arg, metavar="TIME", help="keep candles from this time on")
+    p["vacuum"].add_argument("--symbol", help="only this symbol (e.g. BTC/USDT)")
+    p["vacuum"].add_argument("--period", choices=_core.PERIODS, help="only this period")
+    p["vacuum"].set_defaults(func=_cmd_vacuum)
 
     for name in ("gaps", "forget"):
         p[name].add_argument("symbol", metavar="SYMBOL", help="e.g. BTC/USDT (or its folder name BTC_USDT)")

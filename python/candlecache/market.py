@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -505,6 +505,48 @@ class MarketCache:
             self._hot.clear()
         return removed
 
+    def vacuum(
+        self,
+        keep: str | timedelta | None = None,
+        keep_since: TimeLike | None = None,
+        symbol: str | None = None,
+        period: str | None = None,
+        *,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    ) -> int:
+        """Retention: remove the candles that open before ``now - keep`` (``keep`` a
+        ``timedelta`` or a string such as ``"90d"``, ``"12h"``, ``"2w"``) or before
+        ``keep_since`` (a time), of ``symbol`` and ``period`` (all when None). Returns the
+        candles removed.
+
+        Partitions wholly before the cutoff are removed, the one straddling it is rewritten
+        without the older candles; their coverage goes first (a crash in between leaves rows
+        that are simply fetched over), so the removed range reads as missing and is fetched
+        again if asked for. Each folder is done under its lock.
+
+        >>> cache.vacuum(keep="90d")  # doctest: +SKIP
+        1843200
+        """
+        self._check_open()
+        if (keep is None) == (keep_since is None):
+            raise TypeError("give either keep (an age such as '90d') or keep_since (a time), not "
+                            + ("both" if keep is not None else "neither"))
+        cutoff = int(time.time() * 1000) - _age_ms(keep) if keep is not None else to_ms("keep_since", keep_since)
+        if period is not None:
+            period = _check_period(period)
+        if symbol is not None and (not isinstance(symbol, str) or not symbol):
+            raise TypeError(f"symbol must be a non-empty str or None, got {symbol!r}")
+        timeout = None if lock_timeout is None else float(lock_timeout)
+        removed = 0
+        for _, p, path in self._folders(symbol, period):
+            first_kept = _core.period_floor(p, cutoff)
+            if first_kept < cutoff:
+                first_kept = _core.period_add(p, first_kept, 1)
+            removed += _core.forget(path, p, -(2**63), first_kept, True, False, timeout)
+        if removed and self._hot is not None:
+            self._hot.clear()
+        return removed
+
     def _enforce_limit(self, protect: set[tuple[str, str]], lock_timeout: float | None) -> None:
         """Evict whole partitions (file and coverage together, crash-safely: coverage goes
         first) until the directory is back under ``cold_cache_mb``; never those in ``protect``
@@ -621,6 +663,23 @@ class MarketCache:
             h = self._hot.stats()
             hot = f"hot {h['bytes'] / 2**20:.1f} of {h['budget'] / 2**20:.0f} MiB in {h['entries']} files"
         return f"MarketCache({str(self.base_dir)!r}, {hot}, {state})"
+
+
+_AGE_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+
+
+def _age_ms(age: object) -> int:
+    """``timedelta(days=90)`` or ``"90d"`` (units s, m, h, d, w) as milliseconds."""
+    if isinstance(age, timedelta):
+        ms = int(age.total_seconds() * 1000)
+    elif isinstance(age, str) and age.strip()[:-1].strip().isdigit() and age.strip()[-1:] in _AGE_UNITS:
+        text = age.strip()
+        ms = int(text[:-1]) * _AGE_UNITS[text[-1]]
+    else:
+        raise ValueError(f"keep must be a timedelta or an age such as '90d', '12h', '30m' or '2w', got {age!r}")
+    if ms < 0:
+        raise ValueError(f"keep must not be negative, got {age!r}")
+    return ms
 
 
 def _check_run_id(run_id: object) -> None:

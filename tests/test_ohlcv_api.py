@@ -325,3 +325,16 @@ def test_datetime_time_column_becomes_utc_ms(tmp_path, unit, tz):
 
     df = get_ohlcv_with_cache(tmp_path, "BTC/USDT", "1h", T0, 30, cb)
     assert_frame_equal(df, ex.truth("BTC/USDT", "1h", T0, 30))
+
+
+@pytest.mark.parametrize("codec", ["snappy", "lz4", "gzip", "uncompressed", "zstd"])
+def test_partitions_written_by_other_tools_with_any_common_codec_are_read(tmp_path, codec):
+    """pandas and pyarrow write Snappy by default; a cache folder filled by hand or by another
+    tool is read whatever the codec (and extended by the next fetch)."""
+    ex = MemoryExchange()
+    folder = candlecache.data_dir(tmp_path, "BTC/USDT", "1m")
+    folder.mkdir(parents=True)
+    ex.truth("BTC/USDT", "1m", T0, 100).write_parquet(folder / "2024-01.parquet", compression=codec)
+    got = candlecache.read_cached(tmp_path, "BTC/USDT", "1m")
+    assert_frame_equal(got, ex.truth("BTC/USDT", "1m", T0, 100))
+    assert_frame_equal(get(tmp_path, ex, T0, 200), ex.truth("BTC/USDT", "1m", T0, 200))

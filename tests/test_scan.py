@@ -91,3 +91,27 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError):
         candlecache.scan_ohlcv(tmp_path, symbols=[1])
     assert candlecache.scan_ohlcv(tmp_path).collect().height == 0
+
+
+def test_the_cli_verb_queries_and_exports(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    ex = MemoryExchange()
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        candlecache.get_ohlcv_with_cache(tmp_path, symbol, "1d", T0, 10, ex.fetch_ohlcv)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "candlecache", "scan", str(tmp_path), *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    out = run("--sql", "select symbol, count(*) as n from candles group by symbol order by symbol", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [{"symbol": "BTC_USDT", "n": 10}, {"symbol": "ETH_USDT", "n": 10}]
+    target = tmp_path / "out" / "eth.parquet"
+    target.parent.mkdir()
+    out = run("--symbol", "ETH/USDT", "--out", str(target))
+    assert out.returncode == 0, out.stderr
+    assert_frame_equal(pl.read_parquet(target).drop("namespace", "symbol", "period"), ex.truth("ETH/USDT", "1d", T0, 10))
+    out = run("--sql", "select nonsense from nowhere")
+    assert out.returncode == 2 and "candles" in out.stderr and "Traceback" not in out.stderr
+    out = run("--out", str(tmp_path / "x.txt"))
+    assert out.returncode == 2 and ".parquet or .csv" in out.stderr

@@ -304,6 +304,36 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from .scan import scan_ohlcv
+
+    lf = scan_ohlcv(_existing_dir(args.dir), symbols=args.symbol, periods=args.period, namespace=args.namespace)
+    out = None if args.out is None else Path(args.out)
+    if out is not None and out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    try:
+        if args.sql:
+            lf = pl.SQLContext(candles=lf, eager=False).execute(args.sql)
+        if out is not None:
+            lf.sink_parquet(out) if out.suffix == ".parquet" else lf.sink_csv(out)
+            print(f"wrote {out}", file=sys.stderr)
+            return 0
+        df = lf.collect()
+    except pl.exceptions.PolarsError as e:
+        # A query that does not fit the table: a usage error, said plainly.
+        raise ValueError(
+            f"{'--sql' if args.sql else 'scan'}: {e} (the table is `candles`, with columns namespace, symbol, "
+            "period, time, open, high, low, close, volume)"
+        ) from None
+    if args.json:
+        _json(df.to_dicts())
+    else:
+        _table(df.columns, df.rows())
+    return 0
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .market import MarketCache
 
@@ -475,6 +505,14 @@ examples:
   candlecache clear ~/.cache/candles --run bt-001
 
 Removes candles and coverage under each folder's lock; they are fetched again when asked for."""),
+    "scan": ("query every candle of a cache directory (SQL), or export it", """
+examples:
+  candlecache scan ~/.cache/candles --sql "select symbol, period, count(*) as n from candles group by 1, 2"
+  candlecache scan ~/.cache/candles --symbol BTC/USDT --period 1h --out btc-1h.parquet
+  candlecache scan ~/.cache/candles --sql "select * from candles where time >= 1704067200000 limit 5" --json
+
+The table is `candles` (namespace, symbol, period, time, open, high, low, close, volume), as
+candlecache.scan_ohlcv returns it; the SQL is polars' dialect. --out writes .parquet or .csv."""),
     "vacuum": ("retention: remove candles older than an age or a date", """
 examples:
   candlecache vacuum ~/.cache/candles --keep 90d
@@ -546,6 +584,13 @@ def _parser() -> argparse.ArgumentParser:
     p["clear"].add_argument("--period", choices=_core.PERIODS, help="only this period")
     p["clear"].add_argument("--run", metavar="RUN_ID", help="what only this run (run_id=) used")
     p["clear"].set_defaults(func=_cmd_clear)
+
+    p["scan"].add_argument("--symbol", action="append", help="only this symbol (repeatable)")
+    p["scan"].add_argument("--period", action="append", choices=_core.PERIODS, help="only this period (repeatable)")
+    p["scan"].add_argument("--namespace", help="only this namespace")
+    p["scan"].add_argument("--sql", help="a query over the table `candles`")
+    p["scan"].add_argument("--out", metavar="FILE", help="write the rows to FILE (.parquet or .csv) instead of printing")
+    p["scan"].set_defaults(func=_cmd_scan)
 
     p["vacuum"].add_argument("--keep", metavar="AGE", help="keep candles younger than this, e.g. 90d, 12h, 2w")
     p["vacuum"].add_argument("--keep-since", type=_time_arg, metavar="TIME", help="keep candles from this time on")

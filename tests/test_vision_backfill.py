@@ -780,3 +780,16 @@ def test_an_async_callback_is_refused_with_what_to_do_instead(tmp_path, server):
         candlecache.backfill_binance_vision(tmp_path, BTC, "1h", ms(2024, 1, 1), ms(2024, 1, 2),
                                             base_url=server.url, fetch_callback=fetch)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_namespace_auto_names_the_ccxt_exchange_of_the_market(tmp_path, server, clock):
+    start, end = ms(2021, 12, 30), ms(2022, 1, 2, 23)
+    r = backfill(tmp_path, server, UM, "1h", start, end, namespace="auto")
+    assert r.ok, r
+    assert (tmp_path / "binanceusdm" / "BTC_USDT_USDT_1h").is_dir()
+    got = candlecache.read_cached(tmp_path, UM, "1h", start, end, namespace="binanceusdm")
+    check_equal(got, truth(UM, "1h", start, end))
+    r = backfill(tmp_path, server, BTC, "1d", ms(2023, 1, 1), ms(2023, 1, 31), namespace="spot-archive")
+    assert r.ok and (tmp_path / "spot-archive" / "BTC_USDT_1d").is_dir()
+    with pytest.raises(ValueError, match="namespace"):
+        backfill(tmp_path, server, BTC, "1d", ms(2023, 1, 1), ms(2023, 1, 31), namespace="../up")

@@ -390,7 +390,12 @@ def _partitions(base: Path) -> tuple[int, dict[tuple[str, str], int]]:
             except OSError:
                 continue
             total += size
-            if name.endswith(".parquet") and os.path.dirname(root) == str(base):
+            if not name.endswith(".parquet"):
+                continue
+            parent = os.path.dirname(root)
+            if parent == str(base) or (os.path.dirname(parent) == str(base) and not os.path.basename(parent).startswith(".")):
+                # A folder of the root, or of a namespace folder in it ("okx/BTC_USDT_1m").
+                rel = folder if parent == str(base) else f"{os.path.basename(parent)}/{folder}"
                 key = name[: -len(".parquet")].split(".d")[0]
-                parts[(folder, key)] = parts.get((folder, key), 0) + size
+                parts[(rel, key)] = parts.get((rel, key), 0) + size
     return total, parts

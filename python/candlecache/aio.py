@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from .ohlcv import DEFAULT_LOCK_TIMEOUT, TimeLike, get_ohlcv_with_cache
+from .ohlcv import DEFAULT_LOCK_TIMEOUT, TimeLike, _namespace, get_ohlcv_with_cache
 
 __all__ = ["get_ohlcv_with_cache_async"]
 
@@ -29,6 +29,7 @@ async def get_ohlcv_with_cache_async(
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     durable: bool = False,
     progress: bool | None = None,
+    namespace: str | None = None,
 ) -> pl.DataFrame:
     """:func:`candlecache.get_ohlcv_with_cache` for asyncio code: the same arguments and result,
     with a callback that may be a coroutine function, such as the ``fetch_ohlcv`` of a
@@ -66,6 +67,7 @@ async def get_ohlcv_with_cache_async(
         lock_timeout=lock_timeout,
         durable=durable,
         progress=progress,
+        namespace=_namespace(namespace, fetch_callback),  # "auto" needs the callback itself
     )
 
 

@@ -30,6 +30,7 @@ from .ohlcv import (
     _frame,
     _get_ohlcv,
     _heal,
+    _namespace,
     data_dir,
 )
 from .exceptions import CorruptionError
@@ -82,6 +83,10 @@ class MarketCache:
             Files without a record (written by the original tool) are checked by decoding.
             A damaged file is moved aside and its candles fetched again within the same
             ``get_ohlcv`` call.
+        namespace: keep each exchange's candles apart, in ``base_dir/{namespace}/`` (``"auto"``
+            takes each call's ccxt exchange id); statistics, the size limit and runs stay
+            one per ``base_dir``. ``verify``, ``clear`` and ``vacuum`` act on this namespace,
+            or on every one when None or ``"auto"``.
         statistics: count hits, misses, requests and candles fetched, saved in
             ``base_dir/.candlecache/stats`` (one small file per process, no lock).
 
@@ -104,8 +109,12 @@ class MarketCache:
         eviction_policy: str = "lru",
         verify: str = "fast",
         statistics: bool = True,
+        namespace: str | None = None,
     ) -> None:
         self.base_dir: Path = _check_base_dir(base_dir)
+        #: Where this cache's calls keep their candles by default: ``base_dir/{namespace}/``
+        #: (``"auto"``: the id of each call's ccxt exchange; None: the drop-in layout).
+        self.namespace: str | None = namespace if namespace == "auto" else _namespace(namespace)
         if verify not in _VERIFY:
             raise ValueError(f"verify must be one of {', '.join(map(repr, _VERIFY))}, got {verify!r}")
         self.verify_mode: str = verify
@@ -125,7 +134,7 @@ class MarketCache:
         self._hot: _core.HotTier | None = _core.HotTier(budget) if budget > 0 else None
         self._stats: _Stats | None = _Stats(self.base_dir) if statistics else None
         self._closed = False
-        self._dirs: dict[tuple[str, str], Path] = {}
+        self._dirs: dict[tuple[str, str, str | None], Path] = {}
         # What the current call of this thread did (the size limit acts after a write).
         self._call = threading.local()
         _live.add(self)
@@ -149,9 +158,10 @@ class MarketCache:
         progress: bool | None = None,
         from_period: str | None = None,
         partial: bool = False,
+        namespace: str | None = None,
     ) -> pl.DataFrame:
         """``get_ohlcv_with_cache`` on this directory, with this cache's hot tier and counts
-        (same arguments, same result, same errors). ``run_id`` (e.g. a backtest's id) records
+        (same arguments, same result, same errors; ``namespace`` defaults to the cache's). ``run_id`` (e.g. a backtest's id) records
         which partitions the run used: see ``runs()`` and ``clear(run_id=...)``.
 
         ``from_period="1m"`` serves ``period`` candles computed exactly from the cached 1m
@@ -168,24 +178,25 @@ class MarketCache:
             return self._derived(
                 symbol, period, from_period, start_time, count, fetch_callback, fetch_callback_params,
                 end_time=end_time, enable_cache=enable_cache, run_id=run_id, lock_timeout=lock_timeout,
-                durable=durable, progress=progress, partial=partial,
+                durable=durable, progress=progress, partial=partial, namespace=namespace,
             )
         self._check_open()
         _check_run_id(run_id)
         self._call.fetched = False
         self._call.run_id = run_id
         self._call.keys = []
+        self._call.folder = ""
         try:
             df = _get_ohlcv(
                 self, self.base_dir, symbol, period, start_time, count, fetch_callback,
                 fetch_callback_params, enable_cache, end_time=end_time, lock_timeout=lock_timeout,
-                durable=durable, progress=progress,
+                durable=durable, progress=progress, namespace=namespace,
             )
         finally:
             self._call.run_id = None
         keys = self._call.keys
         if self.cold_cache_mb is not None and self._call.fetched:
-            self._enforce_limit({(data_dir(self.base_dir, symbol, period).name, k) for k in keys}, lock_timeout)
+            self._enforce_limit({(self._call.folder, k) for k in keys}, lock_timeout)
         return df
 
 
@@ -217,7 +228,8 @@ class MarketCache:
             symbol, fine, first, None, fetch_callback, fetch_callback_params,
             end_time=stop - 1, **kwargs,
         )
-        covered = None if partial else _core.coverage(self._folder(symbol, fine), fine)
+        ns = _namespace(kwargs.get("namespace") or self.namespace, fetch_callback)
+        covered = None if partial else _core.coverage(self._folder(symbol, fine, ns), fine)
         until = _core.period_floor(fine, int(time.time() * 1000) - _core.GRACE_MS)
         return _frame(_core.resample(rows, period, fine, covered, until))
 
@@ -236,6 +248,7 @@ class MarketCache:
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         durable: bool = False,
         progress: bool | None = None,
+        namespace: str | None = None,
     ) -> pl.DataFrame:
         """``get_ohlcv`` for asyncio code, as ``get_ohlcv_with_cache_async``: the callback may
         be a coroutine function (``ccxt.async_support``); disk and CPU work run in a thread.
@@ -246,11 +259,13 @@ class MarketCache:
 
         from .aio import _bridge
 
+        # "auto" needs the callback itself, not the bridge around it.
+        ns = _namespace(namespace if namespace is not None else self.namespace, fetch_callback)
         call = _bridge(fetch_callback)
         return await asyncio.to_thread(
             self.get_ohlcv, symbol, period, start_time, count, call, fetch_callback_params,
             end_time=end_time, enable_cache=enable_cache, run_id=run_id, lock_timeout=lock_timeout,
-            durable=durable, progress=progress,
+            durable=durable, progress=progress, namespace=ns,
         )
 
     def read(
@@ -261,10 +276,12 @@ class MarketCache:
         end_time: TimeLike | None = None,
         *,
         run_id: str | None = None,
+        namespace: str | None = None,
     ) -> pl.DataFrame:
         """The stored candles with ``start_time <= time <= end_time`` (all when omitted),
         without fetching: ``read_cached`` with this cache's hot tier. ``run_id`` as for
-        ``get_ohlcv``.
+        ``get_ohlcv``; ``namespace`` defaults to the cache's (``"auto"`` needs a callback, so
+        name it here).
 
         >>> cache.read("BTC/USDT", "1h", "2024-01-01", "2024-01-31").height  # doctest: +SKIP
         744
@@ -273,7 +290,8 @@ class MarketCache:
         period = _check_period(period)
         if not isinstance(symbol, str) or not symbol:
             raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
-        path = self._folder(symbol, period)
+        ns = _namespace(namespace if namespace is not None else self.namespace)
+        path = self._folder(symbol, period, ns)
         start = None if start_time is None else to_ms("start_time", start_time)
         end = None if end_time is None else to_ms("end_time", end_time)
         _check_run_id(run_id)
@@ -288,7 +306,7 @@ class MarketCache:
                 ) from e
             stream = _core.read_range(path, start, end, self._hot, self.verify_mode)
         df = _frame(stream)
-        self._used(symbol, period, stream.time_span, run_id)
+        self._used(symbol, period, stream.time_span, run_id, ns)
         if self._stats is not None:
             self._stats.add(reads=1)
         return df
@@ -298,26 +316,30 @@ class MarketCache:
     def _decodes(self) -> int:
         return 0 if self._hot is None else self._hot.decodes
 
-    def _used(self, symbol: str, period: str, span: tuple[int, int] | None, run_id: str | None = None) -> list[str]:
+    def _used(
+        self, symbol: str, period: str, span: tuple[int, int] | None, run_id: str | None = None, ns: str | None = None
+    ) -> list[str]:
         """Record the partitions rows with times in ``span`` come from as used now; returns
         their keys."""
         if span is None:
             return []
         keys = _keys(period, span[0], span[1])
-        self._usage.used(self._folder(symbol, period).name, keys, run_id)
+        self._usage.used(_rel(self._folder(symbol, period, ns), ns), keys, run_id)
         return keys
 
-    def _folder(self, symbol: str, period: str) -> Path:
+    def _folder(self, symbol: str, period: str, ns: str | None = None) -> Path:
         """``data_dir`` of this cache, remembered (pathlib costs more than the read it serves)."""
-        path = self._dirs.get((symbol, period))
+        path = self._dirs.get((symbol, period, ns))
         if path is None:
-            path = self._dirs[(symbol, period)] = data_dir(self.base_dir, symbol, period)
+            path = self._dirs[(symbol, period, ns)] = data_dir(self.base_dir, symbol, period, namespace=ns)
         return path
 
     def _count_call(
-        self, symbol: str, period: str, span: tuple[int, int] | None, requests: int, candles: int, *, hot: bool
+        self, symbol: str, period: str, span: tuple[int, int] | None, requests: int, candles: int, *, hot: bool,
+        ns: str | None = None,
     ) -> None:
-        self._call.keys = self._used(symbol, period, span, getattr(self._call, "run_id", None))
+        self._call.folder = _rel(self._folder(symbol, period, ns), ns)
+        self._call.keys = self._used(symbol, period, span, getattr(self._call, "run_id", None), ns)
         self._call.fetched = bool(requests)
         if self._stats is None:
             return
@@ -428,15 +450,18 @@ class MarketCache:
         return removed
 
     def _folders(self, symbol: str | None = None, period: str | None = None) -> list[tuple[str, str, Path]]:
-        from .inventory import cache_folders
+        """Folders of ``symbol`` and ``period`` (all when None) in this cache's namespace, or
+        in every namespace when it has none (or ``"auto"``)."""
+        from .scan import _folders
 
         if not self.base_dir.is_dir():
             return []
         want = None if symbol is None else data_dir(self.base_dir, symbol, period or "1m").name.rpartition("_")[0]
+        only = None if self.namespace in (None, "auto") else self.namespace
         return [
             (s, p, path)
-            for s, p, path in cache_folders(self.base_dir)
-            if (want is None or s == want) and (period is None or p == period)
+            for ns, s, p, path in _folders(self.base_dir)
+            if (want is None or s == want) and (period is None or p == period) and (only is None or ns == only)
         ]
 
     def verify(self, repair: bool = False, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> pl.DataFrame:
@@ -603,10 +628,11 @@ class MarketCache:
 
     def runs(self) -> pl.DataFrame:
         """The runs recorded with ``run_id=``: one row per run, folder (symbol as its folder
-        writes it) and period, with the partitions it used and when it last used them.
+        writes it) and period, with the partitions it used, when it last used them, and the
+        folder's namespace (null in the drop-in layout).
 
         >>> cache.runs()  # doctest: +SKIP
-        shape: (2, 6)
+        shape: (2, 8)
         """
         _, runs = self._usage.load_all()
         rows = []
@@ -616,16 +642,18 @@ class MarketCache:
                 folder, _, key = part.rpartition("/")
                 by_folder.setdefault(folder, []).append(key)
             for folder, keys in sorted(by_folder.items()):
-                symbol, _, period = folder.rpartition("_")
+                ns, _, name = folder.rpartition("/")
+                symbol, _, period = name.rpartition("_")
                 spans = [_span(k) for k in keys]
                 rows.append({
                     "run_id": run_id, "symbol": symbol, "period": period, "partitions": len(keys),
                     "start": min(a for a, _ in spans), "end": max(b for _, b in spans),
                     "last_used": datetime.fromtimestamp(run["last"] / 1000, timezone.utc),
+                    "namespace": ns or None,
                 })
         schema: dict[str, pl.DataType | type[pl.DataType]] = {
             "run_id": pl.String, "symbol": pl.String, "period": pl.String, "partitions": pl.Int64,
-            "start": pl.Int64, "end": pl.Int64, "last_used": pl.Datetime("ms", "UTC"),
+            "start": pl.Int64, "end": pl.Int64, "last_used": pl.Datetime("ms", "UTC"), "namespace": pl.String,
         }
         return pl.DataFrame(rows, schema=schema)
 
@@ -680,6 +708,11 @@ def _age_ms(age: object) -> int:
     if ms < 0:
         raise ValueError(f"keep must not be negative, got {age!r}")
     return ms
+
+
+def _rel(folder: Path, ns: str | None) -> str:
+    """A folder's name relative to the cache root, as usage records and the size limit key it."""
+    return folder.name if ns is None else f"{ns}/{folder.name}"
 
 
 def _check_run_id(run_id: object) -> None:

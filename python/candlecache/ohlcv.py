@@ -6,6 +6,7 @@ import inspect
 import logging
 import operator
 import os
+import re
 import sys
 import time
 import warnings
@@ -60,14 +61,47 @@ def period_to_ms(period: str) -> int:
     return _core.period_ms(_check_period(period))
 
 
-def data_dir(base_dir: str | os.PathLike[str], symbol: str, period: str) -> Path:
-    """The folder holding one symbol and period: ``base_dir/{symbol with / and : as _}_{period}``.
+def data_dir(base_dir: str | os.PathLike[str], symbol: str, period: str, *, namespace: str | None = None) -> Path:
+    """The folder holding one symbol and period: ``base_dir/{symbol with / and : as _}_{period}``,
+    or ``base_dir/{namespace}/...`` in a namespace.
 
     >>> data_dir("cache", "BTC/USDT:USDT", "1h").as_posix()
     'cache/BTC_USDT_USDT_1h'
+    >>> data_dir("cache", "BTC/USDT", "1h", namespace="okx").as_posix()
+    'cache/okx/BTC_USDT_1h'
     """
     safe = symbol.replace("/", "_").replace(":", "_")
-    return Path(base_dir).expanduser() / f"{safe}_{period}"
+    base = Path(base_dir).expanduser()
+    if namespace is not None:
+        base = base / _namespace(namespace)  # type: ignore[operator]
+    return base / f"{safe}_{period}"
+
+
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _namespace(namespace: object, fetch_callback: object = None) -> str | None:
+    """The folder name of a namespace: None (the drop-in layout), a checked name, or for
+    ``"auto"`` the id of the ccxt exchange whose bound method ``fetch_callback`` is."""
+    if namespace is None:
+        return None
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str or None, got {type(namespace).__name__}")
+    if namespace == "auto":
+        exchange_id = getattr(getattr(fetch_callback, "__self__", None), "id", None)
+        if not isinstance(exchange_id, str) or not exchange_id:
+            raise ValueError(
+                "namespace='auto' takes the exchange id from a ccxt exchange's bound method "
+                f"(pass exchange.fetch_ohlcv); this callback is a {type(fetch_callback).__name__} without one: "
+                "give the namespace by name, e.g. namespace='binance'"
+            )
+        namespace = exchange_id
+    if not _NAMESPACE_RE.fullmatch(namespace) or namespace.rpartition("_")[2] in PERIODS:
+        raise ValueError(
+            f"namespace must be a plain folder name (letters, digits, '.', '_' and '-', at most 64, "
+            f"not ending in _<period>), got {namespace!r}"
+        )
+    return namespace
 
 
 def _check_period(period: object) -> str:
@@ -274,6 +308,7 @@ def get_ohlcv_with_cache(
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     durable: bool = False,
     progress: bool | None = None,
+    namespace: str | None = None,
 ) -> pl.DataFrame:
     """OHLCV candles from the cache in ``base_dir``, fetching only what it does not cover.
 
@@ -316,6 +351,10 @@ def get_ohlcv_with_cache(
             per write). The default survives a killed process, not a power cut.
         progress: ``True``/``False`` to force a tqdm progress bar on or off; ``None`` shows
             one for long fetches when stderr is a terminal.
+        namespace: keep this exchange's candles apart: ``base_dir/{namespace}/{symbol}_{period}``
+            (``BTC/USDT`` of Binance and of OKX would otherwise share a folder). ``"auto"``
+            takes the id of the ccxt exchange ``fetch_callback`` belongs to. ``None`` (the
+            default) is the original tool's layout.
 
     Example:
         >>> import ccxt, candlecache
@@ -341,6 +380,7 @@ def get_ohlcv_with_cache(
     return _get_ohlcv(
         None, base_dir, symbol, period, start_time, count, fetch_callback, fetch_callback_params,
         enable_cache, end_time=end_time, lock_timeout=lock_timeout, durable=durable, progress=progress,
+        namespace=namespace,
     )
 
 
@@ -359,6 +399,7 @@ def _get_ohlcv(
     lock_timeout: float | None,
     durable: bool,
     progress: bool | None,
+    namespace: str | None = None,
 ) -> pl.DataFrame:
     """The body of ``get_ohlcv_with_cache`` and ``MarketCache.get_ohlcv``: ``cache`` (a
     ``MarketCache``, or None for the directory's shared default) holds the hot tier and counts."""
@@ -366,7 +407,8 @@ def _get_ohlcv(
         from .market import default_cache
 
         cache = default_cache(base_dir)
-    base = cache.base_dir
+    ns = _namespace(namespace if namespace is not None else cache.namespace, fetch_callback)
+    base = cache.base_dir if ns is None else cache.base_dir / ns
     if not isinstance(symbol, str) or not symbol:
         raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
     period = _check_period(period)
@@ -434,7 +476,7 @@ def _get_ohlcv(
         bar.close()
     span = stream.time_span
     df = _frame(stream)
-    cache._count_call(symbol, period, span, counted.requests, counted.rows, hot=cache._decodes() == decodes)
+    cache._count_call(symbol, period, span, counted.requests, counted.rows, hot=cache._decodes() == decodes, ns=ns)
     if counted.requests:
         _log.info(
             "%s %s from %s, %d periods: %d candles returned; %d requests answered %d candles",
@@ -480,8 +522,11 @@ def read_cached(
     period: str,
     start_time: TimeLike | None = None,
     end_time: TimeLike | None = None,
+    *,
+    namespace: str | None = None,
 ) -> pl.DataFrame:
-    """What the cache holds for ``start_time <= time <= end_time`` (inclusive), without fetching.
+    """What the cache holds for ``start_time <= time <= end_time`` (inclusive), without fetching
+    (in ``namespace``, as ``get_ohlcv_with_cache`` stored it).
 
     Times take the forms ``get_ohlcv_with_cache`` accepts (epoch ms, ``datetime``, ISO strings…).
 
@@ -491,7 +536,7 @@ def read_cached(
     from .market import default_cache
 
     base = _check_base_dir(base_dir)
-    return default_cache(base).read(symbol, period, start_time, end_time)
+    return default_cache(base).read(symbol, period, start_time, end_time, namespace=namespace)
 
 
 def forget(

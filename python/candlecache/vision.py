@@ -22,6 +22,7 @@ from .ohlcv import (
     _check_base_dir,
     _check_int,
     _check_period,
+    _namespace,
     _Progress,
     _slots,
     coverage,
@@ -134,8 +135,13 @@ def backfill_binance_vision(
     lock_timeout: float | None = 600.0,
     durable: bool = False,
     publication_lag: timedelta | float = DEFAULT_PUBLICATION_LAG,
+    namespace: str | None = None,
 ) -> BackfillReport:
     """Fill ``base_dir`` with the candles of ``symbol`` from Binance's public archive.
+
+    ``namespace`` stores them in ``base_dir/{namespace}/`` as ``get_ohlcv_with_cache(...,
+    namespace=)`` does; ``"auto"`` names it after the ccxt exchange of the archive's market
+    (``binance`` for spot, ``binanceusdm`` for USDⓈ-M futures, ``binancecoinm`` for COIN-M).
 
     Downloads monthly zips for whole months and daily zips for the rest, in ``workers``
     parallel downloads, checks each against its SHA-256 ``.CHECKSUM``, and stores the candles
@@ -216,6 +222,11 @@ def backfill_binance_vision(
     lag = _lag_ms(publication_lag)
     # Resolve the archive's market and id now: a bad symbol fails before anything is created.
     market_name, archive_id = _core.vision_target(symbol, market, market_id)
+    if namespace == "auto":
+        namespace = {"spot": "binance", "um": "binanceusdm", "cm": "binancecoinm"}[market_name]
+    ns = _namespace(namespace)
+    if ns is not None:
+        base = base / ns
     retry: list[str] = []
     if retry_failed:
         retry = [

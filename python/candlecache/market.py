@@ -22,6 +22,7 @@ from . import _core
 from ._times import to_ms
 from ._usage import _COUNTERS, _Stats, _Usage, _keys, _partitions, _span
 from .ohlcv import (
+    _CANDLE_SCHEMA,
     DEFAULT_LOCK_TIMEOUT,
     TimeLike,
     _check_base_dir,
@@ -45,7 +46,6 @@ DEFAULT_HOT_CACHE_MB = 256
 
 _POLICIES = ("lru", "size", "hybrid")
 _VERIFY = ("fast", "full", "off")
-_EMPTY = {"time": pl.Int64, **dict.fromkeys(("open", "high", "low", "close", "volume"), pl.Float64)}
 
 
 def _env_hot_mb() -> float:
@@ -223,7 +223,7 @@ class MarketCache:
         else:
             stop = _core.period_add(period, _core.period_floor(period, to_ms("end_time", end_time)), 1)
         if stop <= first:
-            return resample(pl.DataFrame(schema=_EMPTY), period)
+            return resample(pl.DataFrame(schema=_CANDLE_SCHEMA), period)
         rows = self.get_ohlcv(
             symbol, fine, first, None, fetch_callback, fetch_callback_params,
             end_time=stop - 1, **kwargs,
@@ -518,6 +518,13 @@ class MarketCache:
         self._check_open()
         if run_id is not None:
             return self._clear_run(run_id, lock_timeout)
+        return self._forget_each(symbol, period, lock_timeout, lambda p: 2**63 - 1)
+
+    def _forget_each(
+        self, symbol: str | None, period: str | None, lock_timeout: float | None, before: Callable[[str], int]
+    ) -> int:
+        """Drop the candles (and coverage) before ``before(period)`` of each folder of
+        ``symbol`` and ``period`` (all when None), under each folder's lock."""
         if period is not None:
             period = _check_period(period)
         if symbol is not None and (not isinstance(symbol, str) or not symbol):
@@ -525,8 +532,8 @@ class MarketCache:
         timeout = None if lock_timeout is None else float(lock_timeout)
         removed = 0
         for _, p, path in self._folders(symbol, period):
-            removed += _core.forget(path, p, -(2**63), 2**63 - 1, True, False, timeout)
-        if self._hot is not None:
+            removed += _core.forget(path, p, -(2**63), before(p), True, False, timeout)
+        if removed and self._hot is not None:
             self._hot.clear()
         return removed
 
@@ -557,20 +564,12 @@ class MarketCache:
             raise TypeError("give either keep (an age such as '90d') or keep_since (a time), not "
                             + ("both" if keep is not None else "neither"))
         cutoff = int(time.time() * 1000) - _age_ms(keep) if keep is not None else to_ms("keep_since", keep_since)
-        if period is not None:
-            period = _check_period(period)
-        if symbol is not None and (not isinstance(symbol, str) or not symbol):
-            raise TypeError(f"symbol must be a non-empty str or None, got {symbol!r}")
-        timeout = None if lock_timeout is None else float(lock_timeout)
-        removed = 0
-        for _, p, path in self._folders(symbol, period):
-            first_kept = _core.period_floor(p, cutoff)
-            if first_kept < cutoff:
-                first_kept = _core.period_add(p, first_kept, 1)
-            removed += _core.forget(path, p, -(2**63), first_kept, True, False, timeout)
-        if removed and self._hot is not None:
-            self._hot.clear()
-        return removed
+
+        def first_kept(p: str) -> int:
+            t = _core.period_floor(p, cutoff)
+            return t if t >= cutoff else _core.period_add(p, t, 1)
+
+        return self._forget_each(symbol, period, lock_timeout, first_kept)
 
     def _enforce_limit(self, protect: set[tuple[str, str]], lock_timeout: float | None) -> None:
         """Evict whole partitions (file and coverage together, crash-safely: coverage goes

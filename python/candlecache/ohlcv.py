@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 PERIODS: tuple[str, ...] = tuple(_core.PERIODS)
+#: The columns every stored candle has (other numeric columns a callback returned may follow).
+_CANDLE_SCHEMA: dict[str, Any] = {"time": pl.Int64, **dict.fromkeys(("open", "high", "low", "close", "volume"), pl.Float64)}
 
 #: Seconds to wait for another process that is fetching the same symbol and period.
 DEFAULT_LOCK_TIMEOUT = 600.0

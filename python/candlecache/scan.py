@@ -14,22 +14,12 @@ from polars.io.plugins import register_io_source
 
 from . import _core
 from .inventory import _is_cache_folder, cache_folders
-from .ohlcv import PERIODS, _check_base_dir
+from .ohlcv import _CANDLE_SCHEMA, PERIODS, _check_base_dir
 
 __all__ = ["scan_ohlcv"]
 
 _KEYS = ("namespace", "symbol", "period")
-_SCHEMA: dict[str, Any] = {
-    "namespace": pl.String,
-    "symbol": pl.String,
-    "period": pl.String,
-    "time": pl.Int64,
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "volume": pl.Float64,
-}
+_SCHEMA: dict[str, Any] = {**dict.fromkeys(_KEYS, pl.String), **_CANDLE_SCHEMA}
 
 
 def _folders(base: Path) -> list[tuple[str | None, str, str, Path]]:
@@ -77,7 +67,7 @@ def _matching(conjuncts: list[pl.Expr], folders: list[tuple[str | None, str, str
     return keep
 
 
-_DATA = ("time", "open", "high", "low", "close", "volume")
+_DATA = tuple(_CANDLE_SCHEMA)
 
 
 def _folder_frame(files: list[Path], keys: dict[str, str | None], pre: list[pl.Expr]) -> pl.LazyFrame:

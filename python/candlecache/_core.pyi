@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_nested", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -188,6 +188,16 @@ class HotTier:
     def reset_stats(self) -> None: ...
     def clear(self) -> None: ...
 def check_nested(fine: str, coarse: str) -> None: ...
+def compact_tier(
+    fine_dir: str | os.PathLike[str],
+    fine: str,
+    coarse_dir: str | os.PathLike[str],
+    coarse: str,
+    cutoff: int,
+    now_ms: int,
+    durable: bool = False,
+    lock_timeout: float | None = None,
+) -> tuple[int, int]: ...
 def live_files(data_dir: str | os.PathLike[str]) -> list[pathlib.Path]: ...
 def resample(
     data: object,

@@ -403,6 +403,24 @@ def _cmd_vacuum(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compact_tiers(args: argparse.Namespace) -> int:
+    from .market import MarketCache
+
+    tiers = []
+    for spec in args.tier:
+        age, sep, period = spec.partition(":")
+        if not sep:
+            raise ValueError(f"--tier takes AGE:PERIOD such as 30d:5m, got {spec!r}")
+        tiers.append((age, period))
+    cache = MarketCache(_existing_dir(args.dir), hot_cache_mb=0)
+    moved = cache.compact_tiers(tiers, args.symbol, args.period)
+    if args.json:
+        _json({"candles_moved": moved})
+    else:
+        print(f"{moved:,} candles moved to coarser periods")
+    return 0
+
+
 def _cmd_gaps(args: argparse.Namespace) -> int:
     from . import _core
     from .ohlcv import coverage, covered_empty, holes
@@ -521,6 +539,13 @@ examples:
 
 Ages take the units s, m, h, d, w. Partitions wholly older are removed, the one straddling the
 cutoff rewritten; their coverage is forgotten first, so they are fetched again if asked for."""),
+    "compact-tiers": ("downsample old candles into coarser periods, exactly", """
+examples:
+  candlecache compact-tiers ~/.cache/candles --tier 30d:5m --tier 365d:1h
+  candlecache compact-tiers ~/.cache/candles --tier 90d:1h --symbol BTC/USDT --period 1m --json
+
+Candles older than each age move into that period's folder, aggregated exactly (open first,
+high max, low min, close last, volume summed); only whole, covered candles move."""),
     "gaps": ("ranges not cached, and ranges cached as empty, of one symbol and period", """
 examples:
   candlecache gaps ~/.cache/candles BTC/USDT 1h
@@ -591,6 +616,12 @@ def _parser() -> argparse.ArgumentParser:
     p["scan"].add_argument("--sql", help="a query over the table `candles`")
     p["scan"].add_argument("--out", metavar="FILE", help="write the rows to FILE (.parquet or .csv) instead of printing")
     p["scan"].set_defaults(func=_cmd_scan)
+
+    p["compact-tiers"].add_argument("--tier", action="append", required=True, metavar="AGE:PERIOD",
+                                    help="e.g. 30d:5m (repeat, youngest first)")
+    p["compact-tiers"].add_argument("--symbol", help="only this symbol (e.g. BTC/USDT)")
+    p["compact-tiers"].add_argument("--period", choices=_core.PERIODS, help="only folders of this period")
+    p["compact-tiers"].set_defaults(func=_cmd_compact_tiers)
 
     p["vacuum"].add_argument("--keep", metavar="AGE", help="keep candles younger than this, e.g. 90d, 12h, 2w")
     p["vacuum"].add_argument("--keep-since", type=_time_arg, metavar="TIME", help="keep candles from this time on")

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ._usage import _COUNTERS, _Stats, _Usage, _keys, _partitions, _span
 from .ohlcv import (
     _CANDLE_SCHEMA,
     DEFAULT_LOCK_TIMEOUT,
+    PERIODS,
     TimeLike,
     _check_base_dir,
     _check_int,
@@ -571,6 +572,55 @@ class MarketCache:
 
         return self._forget_each(symbol, period, lock_timeout, first_kept)
 
+    def compact_tiers(
+        self,
+        tiers: Sequence[tuple[str | timedelta, str]],
+        symbol: str | None = None,
+        period: str | None = None,
+        *,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    ) -> int:
+        """Tiered downsampling: with ``tiers=[("30d", "5m"), ("365d", "1h")]``, candles older
+        than 30 days are aggregated exactly into the 5m folder of their symbol and removed from
+        the finer folder, and 5m candles older than 365 days into 1h, and so on: each tier's
+        period must be made of whole candles of the one before (see ``resample``). Applies to
+        the folders of ``symbol`` and ``period`` (all when None) finer than a tier's period.
+        Returns the fine candles moved.
+
+        Only coarse candles whose every fine slot is covered move (a slot the exchange answered
+        empty counts as covered); the rest stays where it is. Coarse rows and coverage are
+        written before the fine ones go, so a crash loses nothing and counts nothing twice, and
+        running it again changes nothing.
+
+        >>> cache.compact_tiers([("30d", "5m"), ("365d", "1h")])  # doctest: +SKIP
+        1296000
+        """
+        self._check_open()
+        steps = _check_tiers(tiers)
+        if period is not None:
+            period = _check_period(period)
+        if symbol is not None and (not isinstance(symbol, str) or not symbol):
+            raise TypeError(f"symbol must be a non-empty str or None, got {symbol!r}")
+        now = int(time.time() * 1000)
+        timeout = None if lock_timeout is None else float(lock_timeout)
+        order = {p: i for i, p in enumerate(PERIODS)}
+        moved = 0
+        for _, p, path in sorted(self._folders(symbol, period), key=lambda f: order[f[1]]):
+            source, folder = p, path
+            for age_ms, target in steps:
+                if order[target] <= order[source]:
+                    continue
+                try:
+                    _core.check_nested(source, target)
+                except ValueError:
+                    break  # e.g. 3d candles do not make weeks: this folder has no such tier
+                coarse = folder.parent / f"{folder.name.rpartition('_')[0]}_{target}"
+                moved += _core.compact_tier(folder, source, coarse, target, now - age_ms, now, False, timeout)[1]
+                source, folder = target, coarse
+        if moved and self._hot is not None:
+            self._hot.clear()
+        return moved
+
     def _enforce_limit(self, protect: set[tuple[str, str]], lock_timeout: float | None) -> None:
         """Evict whole partitions (file and coverage together, crash-safely: coverage goes
         first) until the directory is back under ``cold_cache_mb``; never those in ``protect``
@@ -707,6 +757,24 @@ def _age_ms(age: object) -> int:
     if ms < 0:
         raise ValueError(f"keep must not be negative, got {age!r}")
     return ms
+
+
+def _check_tiers(tiers: object) -> list[tuple[int, str]]:
+    """``[(age, period), ...]`` as ``[(age_ms, period)]``, ages and periods increasing, each
+    period made of whole candles of the one before."""
+    if isinstance(tiers, (str, bytes)) or not isinstance(tiers, Sequence) or not tiers:
+        raise TypeError('tiers must be a list of (age, period) pairs such as [("30d", "5m"), ("365d", "1h")]')
+    out: list[tuple[int, str]] = []
+    for tier in tiers:
+        if not isinstance(tier, (tuple, list)) or len(tier) != 2:
+            raise TypeError(f"each tier must be an (age, period) pair, got {tier!r}")
+        age, period = _age_ms(tier[0]), _check_period(tier[1])
+        if out:
+            if age <= out[-1][0]:
+                raise ValueError(f"tier ages must increase: {tier[0]!r} comes after {out[-1][0]} ms")
+            _core.check_nested(out[-1][1], period)
+        out.append((age, period))
+    return out
 
 
 def _rel(folder: Path, ns: str | None) -> str:

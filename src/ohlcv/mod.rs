@@ -15,6 +15,7 @@ pub mod period;
 pub mod read;
 pub mod resample;
 pub mod store;
+pub mod tiers;
 
 pub use coverage::Ranges;
 pub use error::{OhlcvError, Result};

@@ -41,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ohlcv::partition_window, m)?)?;
     m.add_function(wrap_pyfunction!(resample::resample, m)?)?;
     m.add_function(wrap_pyfunction!(resample::check_nested, m)?)?;
+    m.add_function(wrap_pyfunction!(resample::compact_tier, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_target, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_backfill, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_failures, m)?)?;

@@ -14,6 +14,40 @@ pub fn check_nested(py: Python<'_>, fine: &str, coarse: &str) -> PyResult<()> {
     crate::ohlcv::resample::check_nested(&period(fine)?, &period(coarse)?).map_err(|e| to_py(py, e))
 }
 
+/// Move the `fine` candles of `fine_dir` opening before `cutoff` into `coarse_dir` as
+/// `coarse` candles (whole, covered ones only); returns `(written, removed)`.
+#[pyfunction]
+#[pyo3(signature = (fine_dir, fine, coarse_dir, coarse, cutoff, now_ms, durable=false, lock_timeout=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn compact_tier(
+    py: Python<'_>,
+    fine_dir: std::path::PathBuf,
+    fine: &str,
+    coarse_dir: std::path::PathBuf,
+    coarse: &str,
+    cutoff: i64,
+    now_ms: i64,
+    durable: bool,
+    lock_timeout: Option<f64>,
+) -> PyResult<(usize, usize)> {
+    let (f, c) = (period(fine)?, period(coarse)?);
+    let timeout = super::ohlcv::timeout(lock_timeout)?;
+    py.detach(|| {
+        crate::ohlcv::tiers::compact_tier(
+            &fine_dir,
+            &f,
+            &coarse_dir,
+            &c,
+            cutoff,
+            now_ms,
+            durable,
+            timeout,
+        )
+    })
+    .map(|m| (m.written, m.removed))
+    .map_err(|e| to_py(py, e))
+}
+
 /// Candles of `data` (anything with `__arrow_c_stream__`) aggregated into `period_name`.
 /// `from_period` checks that its candles nest in the target's; with `covered`, a candle is
 /// kept only if those ranges cover it up to `until`.

@@ -466,3 +466,29 @@ def test_files_of_exited_processes_are_folded_and_counts_kept(tmp_path, monkeypa
         assert cache.runs()["run_id"].to_list() == ["bt-0", "bt-1", "bt-2"]
         assert [p.name for p in (tmp_path / ".candlecache" / "usage").glob("*.json")] == ["archive.json"]
         assert cache.clear(run_id="bt-0") == 0  # bt-1 and bt-2 used the same partition
+
+
+@pytest.mark.parametrize(("codec", "level", "parquet_name"), [
+    ("zstd", None, "ZSTD"), ("zstd", 9, "ZSTD"), ("lz4", None, "LZ4"), ("snappy", None, "SNAPPY"),
+    ("gzip", 6, "GZIP"), ("none", None, "UNCOMPRESSED"),
+])
+def test_the_compression_setting_writes_files_any_reader_reads(tmp_path, codec, level, parquet_name):
+    import pyarrow.parquet as pq
+
+    ex = MemoryExchange()
+    with MarketCache(tmp_path, compression=codec, compression_level=level) as cache:
+        df = cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv)
+        cache.get_ohlcv(BTC, "1h", T0, 60, ex.fetch_ohlcv)  # a delta file too
+    for f in (tmp_path / "BTC_USDT_1h").glob("*.parquet"):
+        assert pq.ParquetFile(f).metadata.row_group(0).column(1).compression == parquet_name
+    assert pl.scan_parquet(tmp_path / "BTC_USDT_1h" / "*.parquet").collect().sort("time").head(48).equals(df)
+    assert read_cached(tmp_path, BTC, "1h").height == 60
+
+
+@pytest.mark.parametrize(("codec", "level", "error"), [
+    ("brotli", None, ValueError), ("zstd", 40, ValueError), ("lz4", 3, ValueError), (None, None, TypeError),
+    ("zstd", 2.5, TypeError),
+])
+def test_a_bad_compression_setting_is_refused(tmp_path, codec, level, error):
+    with pytest.raises(error, match="compression|zstd|lz4|levels"):
+        MarketCache(tmp_path, compression=codec, compression_level=level)

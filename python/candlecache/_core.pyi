@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -87,6 +87,7 @@ def get_ohlcv(
     progress: Callable[[int, int], None] | None = None,
     hot: HotTier | None = None,
     verify: str = "fast",
+    compression: tuple[str, int | None] = ...,
 ) -> ArrowStream: ...
 def read_range(
     data_dir: str | os.PathLike[str],
@@ -199,6 +200,7 @@ def compact_tier(
     lock_timeout: float | None = None,
 ) -> tuple[int, int]: ...
 def live_files(data_dir: str | os.PathLike[str]) -> list[pathlib.Path]: ...
+def check_codec(name: str, level: int | None = None) -> None: ...
 def resample(
     data: object,
     period_name: str,

@@ -84,6 +84,10 @@ class MarketCache:
             Files without a record (written by the original tool) are checked by decoding.
             A damaged file is moved aside and its candles fetched again within the same
             ``get_ohlcv`` call.
+        compression: the Parquet codec of the files its fetches write: ``"zstd"`` (the
+            default, level 1), ``"lz4"``, ``"snappy"``, ``"gzip"`` or ``"none"``;
+            ``compression_level`` for zstd (1-22) and gzip (0-10). Any Parquet reader reads
+            them all, and the cache reads files of any of these codecs whatever it writes.
         namespace: keep each exchange's candles apart, in ``base_dir/{namespace}/`` (``"auto"``
             takes each call's ccxt exchange id); statistics, the size limit and runs stay
             one per ``base_dir``. ``verify``, ``clear`` and ``vacuum`` act on this namespace,
@@ -111,8 +115,15 @@ class MarketCache:
         verify: str = "fast",
         statistics: bool = True,
         namespace: str | None = None,
+        compression: str = "zstd",
+        compression_level: int | None = None,
     ) -> None:
         self.base_dir: Path = _check_base_dir(base_dir)
+        if not isinstance(compression, str) or (compression_level is not None and type(compression_level) is not int):
+            raise TypeError("compression must be a str and compression_level an int or None")
+        _core.check_codec(compression, compression_level)
+        #: The Parquet codec of the files its fetches write.
+        self.compression: tuple[str, int | None] = (compression, compression_level)
         #: Where this cache's calls keep their candles by default: ``base_dir/{namespace}/``
         #: (``"auto"``: the id of each call's ccxt exchange; None: the drop-in layout).
         self.namespace: str | None = namespace if namespace == "auto" else _namespace(namespace)

@@ -464,7 +464,7 @@ def _get_ohlcv(
         return _core.get_ohlcv(
             base, symbol, period, start_time, count, counted, params, bool(enable_cache), now_ms,
             timeout, bool(durable), _adapt, bar if progress is not False else None, cache._hot,
-            cache.verify_mode,
+            cache.verify_mode, cache.compression,
         )
 
     try:

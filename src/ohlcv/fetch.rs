@@ -50,6 +50,8 @@ pub struct Request {
     pub hot: Option<Arc<HotTier>>,
     /// How much a read checks the files it decodes.
     pub verify: Verify,
+    /// The codec of the files a fetch writes.
+    pub codec: parquet::basic::Compression,
 }
 
 impl Request {
@@ -327,7 +329,11 @@ impl<'a> Run<'a> {
             .map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
             let batch =
                 frame::concat(merged).map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
-            store::write_rows(&self.req.dir, &self.req.period, &batch, self.req.durable)?;
+            let opts = store::WriteOpts {
+                durable: self.req.durable,
+                codec: self.req.codec,
+            };
+            store::write_rows(&self.req.dir, &self.req.period, &batch, opts)?;
             self.pending_rows = 0;
         }
         let claims = std::mem::take(&mut self.claims);
@@ -418,6 +424,7 @@ mod tests {
             lock_timeout: None,
             hot: None,
             verify: Verify::Fast,
+            codec: crate::ohlcv::parquet_file::default_codec(),
         };
         (dir, fake, req)
     }

@@ -387,7 +387,15 @@ mod tests {
         let (dir, p, _) = setup();
         // Another tool rewrites January with more rows, then logs its fetch.
         let path = dir.path().join("1970-01.parquet");
-        parquet_file::write(&path, &[rows(0, 30, 1.0)], Vec::new(), false, |_| Ok(())).unwrap();
+        parquet_file::write(
+            &path,
+            &[rows(0, 30, 1.0)],
+            Vec::new(),
+            false,
+            parquet_file::default_codec(),
+            |_| Ok(()),
+        )
+        .unwrap();
         assert!(read_range(dir.path(), 0, i64::MAX).is_err());
         log::append(
             dir.path(),

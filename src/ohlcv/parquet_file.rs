@@ -12,7 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, SortingColumn};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -287,10 +287,48 @@ fn page_selection(info: &FileInfo, groups: &[usize], lo: i64, hi: i64) -> Option
     narrowed.then(|| RowSelection::from_consecutive_ranges(ranges.into_iter(), offset))
 }
 
-fn properties(kv: Vec<(String, String)>) -> WriterProperties {
+/// The codec files are written with unless told otherwise: zstd at level 1, small files that
+/// are quick to write and decode.
+pub fn default_codec() -> Compression {
+    Compression::ZSTD(ZstdLevel::default())
+}
+
+/// A Parquet codec by name (`zstd`, `lz4`, `snappy`, `gzip`, `none`) and optional level
+/// (zstd 1-22, gzip 0-10; the others take none).
+pub fn codec(name: &str, level: Option<i32>) -> Result<Compression> {
+    let bad = |what: String| OhlcvError::InvalidArgument(what);
+    let no_level = |c: Compression| match level {
+        None => Ok(c),
+        Some(l) => Err(bad(format!("compression {name:?} takes no level, got {l}"))),
+    };
+    match name {
+        "zstd" => match level {
+            None => Ok(default_codec()),
+            Some(l) => ZstdLevel::try_new(l)
+                .map(Compression::ZSTD)
+                .map_err(|_| bad(format!("zstd levels are 1 to 22, got {l}"))),
+        },
+        "gzip" => match level {
+            None => Ok(Compression::GZIP(GzipLevel::default())),
+            Some(l) => u32::try_from(l)
+                .ok()
+                .and_then(|l| GzipLevel::try_new(l).ok())
+                .map(Compression::GZIP)
+                .ok_or_else(|| bad(format!("gzip levels are 0 to 10, got {l}"))),
+        },
+        "lz4" => no_level(Compression::LZ4_RAW),
+        "snappy" => no_level(Compression::SNAPPY),
+        "none" => no_level(Compression::UNCOMPRESSED),
+        other => Err(bad(format!(
+            "compression must be one of zstd, lz4, snappy, gzip, none; got {other:?}"
+        ))),
+    }
+}
+
+fn properties(kv: Vec<(String, String)>, codec: Compression) -> WriterProperties {
     let time = ColumnPath::from(TIME);
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(codec)
         .set_dictionary_enabled(false)
         .set_column_encoding(time.clone(), Encoding::DELTA_BINARY_PACKED)
         .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -329,12 +367,13 @@ pub fn write(
     batches: &[RecordBatch],
     kv: Vec<(String, String)>,
     durable: bool,
+    codec: Compression,
     before_rename: impl FnOnce(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let schema = batches
         .first()
         .map_or_else(frame::base_schema, |b| b.schema());
-    let props = properties(kv);
+    let props = properties(kv, codec);
     fsio::atomic_write(path, durable, |file| {
         let mut writer =
             ArrowWriter::try_new(&mut *file, schema.clone(), Some(props)).map_err(into_io)?;
@@ -369,6 +408,7 @@ mod tests {
             &[frame::from_rows(&rows)],
             vec![("k".into(), "v".into())],
             false,
+            default_codec(),
             |_| Ok(()),
         )
         .unwrap();

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::RecordBatch;
 
+use parquet::basic::Compression;
+
 use super::checksums;
 use super::error::{OhlcvError, Result};
 use super::frame;
@@ -190,16 +192,34 @@ fn name_of(path: &Path) -> &str {
         .unwrap_or_default()
 }
 
+/// How files are written: fsynced or not, and with which Parquet codec.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOpts {
+    pub durable: bool,
+    pub codec: Compression,
+}
+
+impl From<bool> for WriteOpts {
+    /// `durable`, with the default codec.
+    fn from(durable: bool) -> Self {
+        WriteOpts {
+            durable,
+            codec: parquet_file::default_codec(),
+        }
+    }
+}
+
 /// Write `batches` as `path` and record its checksums (before the rename: see `checksums`).
 fn put(
     path: &Path,
     batches: &[RecordBatch],
     kv: Vec<(String, String)>,
-    durable: bool,
+    opts: WriteOpts,
 ) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let times = frame::first_last(batches);
-    parquet_file::write(path, batches, kv, durable, |bytes| {
+    let durable = opts.durable;
+    parquet_file::write(path, batches, kv, durable, opts.codec, |bytes| {
         checksums::add(
             dir,
             name_of(path),
@@ -269,7 +289,13 @@ fn file_intersects(f: &DataFile, new_times: &[i64]) -> Result<bool> {
 
 /// Store rows (normalised, sorted, unique on time), replacing stored rows of the same time.
 /// The caller holds the folder lock.
-pub fn write_rows(dir: &Path, period: &Period, batch: &RecordBatch, durable: bool) -> Result<()> {
+pub fn write_rows(
+    dir: &Path,
+    period: &Period,
+    batch: &RecordBatch,
+    opts: impl Into<WriteOpts>,
+) -> Result<()> {
+    let opts = opts.into();
     let t = frame::times(batch).values().to_vec();
     let mut start = 0;
     while start < t.len() {
@@ -277,13 +303,14 @@ pub fn write_rows(dir: &Path, period: &Period, batch: &RecordBatch, durable: boo
         let (_, span_end) =
             partition_span(&key).ok_or_else(|| OhlcvError::TimeOutOfRange(t[start]))?;
         let end = start + t[start..].partition_point(|&x| x < span_end);
-        write_partition(dir, &key, &batch.slice(start, end - start), durable)?;
+        write_partition(dir, &key, &batch.slice(start, end - start), opts)?;
         start = end;
     }
     Ok(())
 }
 
-fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> Result<()> {
+fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, opts: WriteOpts) -> Result<()> {
+    let durable = opts.durable;
     let all = list(dir)?;
     let group: Vec<DataFile> = all
         .into_iter()
@@ -302,7 +329,7 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
     let main_path = dir.join(format!("{key}.parquet"));
 
     if main.is_none() && deltas.is_empty() {
-        return put(&main_path, std::slice::from_ref(rows), Vec::new(), durable);
+        return put(&main_path, std::slice::from_ref(rows), Vec::new(), opts);
     }
     let new_times = frame::times(rows).values();
     let main_hit = match &main {
@@ -339,19 +366,11 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
         }
     }
     if main_hit || tangled || deltas.len() - hit_deltas.len() + 1 > MAX_DELTAS {
-        return compact(
-            dir,
-            key,
-            main.as_ref(),
-            &deltas,
-            Some(rows),
-            through,
-            durable,
-        );
+        return compact(dir, key, main.as_ref(), &deltas, Some(rows), through, opts);
     }
     let path = delta_path(dir, key, next_seq);
     if hit_deltas.is_empty() {
-        return put(&path, std::slice::from_ref(rows), Vec::new(), durable);
+        return put(&path, std::slice::from_ref(rows), Vec::new(), opts);
     }
     let mut pieces = Vec::new();
     for d in &hit_deltas {
@@ -364,7 +383,7 @@ fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, durable: bool) -> 
         &path,
         &merged,
         vec![(SUPERSEDES.to_owned(), seqs.join(","))],
-        durable,
+        opts,
     )?;
     remove(dir, hit_deltas.into_iter().map(|d| d.path), durable)
 }
@@ -445,7 +464,7 @@ pub fn drop_range(dir: &Path, lo: i64, hi: i64, durable: bool) -> Result<usize> 
             continue;
         }
         let main_path = dir.join(format!("{key}.parquet"));
-        put(&main_path, &kept, kv, durable)?;
+        put(&main_path, &kept, kv, durable.into())?;
         remove(dir, deltas.iter().map(|d| d.path.clone()), durable)?;
     }
     Ok(dropped)
@@ -459,7 +478,7 @@ fn compact(
     deltas: &[DataFile],
     rows: Option<&RecordBatch>,
     through: u64,
-    durable: bool,
+    opts: WriteOpts,
 ) -> Result<()> {
     let mut pieces = Vec::new();
     if let Some(m) = main {
@@ -478,8 +497,8 @@ fn compact(
     } else {
         Vec::new()
     };
-    put(&dir.join(format!("{key}.parquet")), &merged, kv, durable)?;
-    remove(dir, deltas.iter().map(|d| d.path.clone()), durable)
+    put(&dir.join(format!("{key}.parquet")), &merged, kv, opts)?;
+    remove(dir, deltas.iter().map(|d| d.path.clone()), opts.durable)
 }
 
 #[cfg(test)]
@@ -640,7 +659,15 @@ mod tests {
         write_rows(dir.path(), &p, &rows(10..20, 1.0), false).unwrap();
         // The original tool rewrites the main file with everything it read (deltas included).
         let main = dir.path().join("1970-01.parquet");
-        parquet_file::write(&main, &[rows(0..20, 1.0)], Vec::new(), false, |_| Ok(())).unwrap();
+        parquet_file::write(
+            &main,
+            &[rows(0..20, 1.0)],
+            Vec::new(),
+            false,
+            parquet_file::default_codec(),
+            |_| Ok(()),
+        )
+        .unwrap();
         write_rows(dir.path(), &p, &rows(30..31, 1.0), false).unwrap();
         no_duplicates_across_files(dir.path());
         assert_eq!(all(dir.path()).len(), 21);
@@ -655,6 +682,7 @@ mod tests {
             &[rows(0..5, 7.0)],
             Vec::new(),
             false,
+            parquet_file::default_codec(),
             |_| Ok(()),
         )
         .unwrap();

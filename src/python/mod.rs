@@ -23,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ohlcv::read_range, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::find_corrupt, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::live_files, m)?)?;
+    m.add_function(wrap_pyfunction!(ohlcv::check_codec, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::write_rows, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::log_entries, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::log_append, m)?)?;

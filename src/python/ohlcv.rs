@@ -89,7 +89,7 @@ impl Fetcher for PyFetcher {
 
 /// The engine of `get_ohlcv_with_cache` (argument checks and defaults live in Python).
 #[pyfunction]
-#[pyo3(signature = (base_dir, symbol, period_name, start_time, count, fetch_callback, fetch_callback_params, enable_cache, now_ms, lock_timeout, durable, adapt, progress=None, hot=None, verify="fast"))]
+#[pyo3(signature = (base_dir, symbol, period_name, start_time, count, fetch_callback, fetch_callback_params, enable_cache, now_ms, lock_timeout, durable, adapt, progress=None, hot=None, verify="fast", compression=("zstd".to_owned(), None)))]
 #[allow(clippy::too_many_arguments)]
 pub fn get_ohlcv(
     py: Python<'_>,
@@ -108,6 +108,7 @@ pub fn get_ohlcv(
     progress: Option<Py<PyAny>>,
     hot: Option<PyRef<'_, PyHotTier>>,
     verify: &str,
+    compression: (String, Option<i32>),
 ) -> PyResult<ArrowStream> {
     let req = Request {
         dir: fetch::data_dir(&base_dir, &symbol, &period_name),
@@ -120,6 +121,8 @@ pub fn get_ohlcv(
         lock_timeout: timeout(lock_timeout)?,
         hot: hot.map(|h| h.inner.clone()),
         verify: Verify::parse(verify).map_err(|e| to_py(py, e))?,
+        codec: crate::ohlcv::parquet_file::codec(&compression.0, compression.1)
+            .map_err(|e| to_py(py, e))?,
     };
     let mut fetcher = PyFetcher {
         callback: fetch_callback,
@@ -206,6 +209,15 @@ pub fn live_files(py: Python<'_>, data_dir: PathBuf) -> PyResult<Vec<PathBuf>> {
             .collect())
     })
     .map_err(|e: OhlcvError| to_py(py, e))
+}
+
+/// Raise `ValueError` unless `name` (and `level`) name a codec files can be written with.
+#[pyfunction]
+#[pyo3(signature = (name, level=None))]
+pub fn check_codec(py: Python<'_>, name: &str, level: Option<i32>) -> PyResult<()> {
+    crate::ohlcv::parquet_file::codec(name, level)
+        .map(|_| ())
+        .map_err(|e| to_py(py, e))
 }
 
 /// Take the folder lock unless the caller already coordinates writers itself, as the

@@ -62,7 +62,7 @@ def test_tiers_are_exact_aggregates_of_covered_buckets_and_idempotent(tmp_path_f
         assert_frame_equal(coarse, expected)
         left = folder_rows(base, "1m")
         assert moved == truth.height - left.height
-        assert_frame_equal(pl.concat([left, truth.filter(pl.col("time").is_in(left["time"]).not_())]).sort("time"), truth)
+        assert_frame_equal(pl.concat([left, truth.filter(pl.col("time").is_in(left["time"].to_list()).not_())]).sort("time"), truth)
         minutes_kept_or_moved(base, covered)
         assert cache.compact_tiers([("1d", "5m")]) == 0
         assert_frame_equal(folder_rows(base, "5m"), coarse)
@@ -80,7 +80,7 @@ def test_chained_tiers_and_young_candles_stay(tmp_path):
         assert hours["time"].max() < now - 2 * DAY <= fives["time"].min() + HOUR  # whole hours move
         assert fives["time"].max() < now - DAY <= minutes["time"].min() + 5 * MINUTE
         truth = ex.truth(BTC, "1m", start, 3 * 1440)
-        assert_frame_equal(hours, reference(truth, "1h").filter(pl.col("time").is_in(hours["time"])))
+        assert_frame_equal(hours, reference(truth, "1h").filter(pl.col("time").is_in(hours["time"].to_list())))
         assert hours["volume"].sum() + fives["volume"].sum() + minutes["volume"].sum() == pytest.approx(truth["volume"].sum())
 
 

@@ -17,7 +17,7 @@ use super::frame;
 use super::log;
 use super::parquet_file::{self, FileInfo};
 use super::period::{Period, parse_iso_ms};
-use super::store;
+use super::store::{self, name_of};
 
 /// How much checking a read does before it trusts a file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,12 +121,6 @@ pub struct Findings {
     /// Records of files that are not there and held nothing covered: a writer recorded them
     /// and died before its rename. Dropping the record is all they need.
     pub stale: Vec<String>,
-}
-
-fn name_of(path: &Path) -> &str {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
 }
 
 /// The candles a file holds by its record, else by its name's partition, else any.

@@ -186,7 +186,7 @@ pub(crate) fn io_err(path: &Path, e: std::io::Error) -> OhlcvError {
     FsError::io(path, e).into()
 }
 
-fn name_of(path: &Path) -> &str {
+pub(crate) fn name_of(path: &Path) -> &str {
     path.file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default()

@@ -94,6 +94,25 @@ def test_a_flipped_byte_is_healed_by_get_ohlcv_directly(tmp_path):
         assert ex.calls and all(since < T0 for _, _, since, _ in ex.calls), "only 2023 is fetched again"
 
 
+def test_a_write_never_merges_a_damaged_file_into_a_new_one(tmp_path):
+    """A fetch whose candles a file already holds merges that file's other rows into a new
+    file, which is recorded anew: the file is checked first, or its damage would come out with
+    a valid record (seen once in a few runs of the kill -9 repair test below)."""
+    ex = MemoryExchange()
+    with MarketCache(tmp_path, verify="full", hot_cache_mb=0) as cache:
+        cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv)
+        _flip(tmp_path / "BTC_USDT_1h" / "2024.parquet")
+        # Coverage only: the rows stay, so the next fetch of these hours merges with them.
+        candlecache.forget(tmp_path, BTC, "1h", T0 + 10 * HOUR, T0 + 12 * HOUR)
+        assert cache.get_ohlcv(BTC, "1h", T0 + 10 * HOUR, 3, ex.fetch_ohlcv).equals(
+            ex.truth(BTC, "1h", T0 + 10 * HOUR, 3))
+        assert cache.verify().height == 0
+        for a, b in candlecache.coverage(tmp_path, BTC, "1h"):
+            got = cache.read(BTC, "1h", a, b - HOUR)
+            assert got.equals(ex.truth(BTC, "1h", a, (b - a) // HOUR)), f"covered {a}..{b} differs"
+        assert cache.get_ohlcv(BTC, "1h", T0, 48, ex.fetch_ohlcv).equals(ex.truth(BTC, "1h", T0, 48))
+
+
 def test_a_deleted_file_heals_with_the_default_fast_verify(tmp_path):
     ex = MemoryExchange()
     with MarketCache(tmp_path) as cache:

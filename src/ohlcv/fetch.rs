@@ -332,6 +332,7 @@ impl<'a> Run<'a> {
             let opts = store::WriteOpts {
                 durable: self.req.durable,
                 codec: self.req.codec,
+                verify: self.req.verify,
             };
             store::write_rows(&self.req.dir, &self.req.period, &batch, opts)?;
             self.pending_rows = 0;

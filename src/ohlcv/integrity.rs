@@ -253,8 +253,14 @@ pub fn repair(dir: &Path, period: &Period, durable: bool) -> Result<Repaired> {
     }
     let spans: Vec<(i64, i64)> = found.problems.iter().map(|p| p.span).collect();
     log::uncover(dir, period, &spans, durable)?;
-    let names: Vec<&str> = found.problems.iter().map(|p| name_of(&p.path)).collect();
-    checksums::remove(dir, &names, durable)?;
+    // Records go after the files: a damaged file left in place by a crash keeps the record
+    // that exposes it (a file without one is trusted), and a record whose file is gone and
+    // uncovered is dropped as stale by the next repair.
+    let names: Vec<String> = found
+        .problems
+        .iter()
+        .map(|p| name_of(&p.path).to_owned())
+        .collect();
     for p in found.problems {
         if p.fault == Fault::Missing {
             done.missing.push(p.path);
@@ -267,6 +273,11 @@ pub fn repair(dir: &Path, period: &Period, durable: bool) -> Result<Repaired> {
             Err(e) => return Err(store::io_err(&p.path, e)),
         }
     }
+    if durable {
+        crate::fsio::fsync_dir(dir)?;
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    checksums::remove(dir, &names, durable)?;
     checksums::compact(dir, durable)?;
     Ok(done)
 }

@@ -29,7 +29,7 @@ use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 
 use crate::ohlcv::period::iso_utc;
-use crate::ohlcv::{Period, Ranges, fetch, frame, log, store};
+use crate::ohlcv::{Period, Ranges, fetch, frame, integrity, log, store};
 
 pub use error::{Problem, Result, VisionError};
 pub use market::{Market, Target};
@@ -268,7 +268,15 @@ impl Run<'_> {
             return self.fail(&file, &Problem::NoRows);
         };
         let n = batch.num_rows();
-        store::write_rows(&self.dir, &self.req.period, &batch, self.req.durable)?;
+        match store::write_rows(&self.dir, &self.req.period, &batch, self.req.durable) {
+            Err(crate::ohlcv::OhlcvError::Corrupted { .. }) => {
+                // A file these rows merge with is damaged: move it aside (its other candles
+                // lose their coverage and are fetched again) and write them without it.
+                integrity::repair(&self.dir, &self.req.period, self.req.durable)?;
+                store::write_rows(&self.dir, &self.req.period, &batch, self.req.durable)?;
+            }
+            other => other?,
+        }
         let (a, b) = (file.start.min(first), self.req.period.add(last, 1)?);
         let source = format!("vision:{}", file.name());
         let entry = log::entry_for(&self.req.period, a, b, n as i64, self.req.now_ms, &source)?;

@@ -11,6 +11,7 @@ library that is missing, or fails at some operation, gets "n/a" / "error: ..." i
     pip install diskcache==5.6.3 diskcache-rs==0.4.10
     python benches/kv.py            # about 1.5 minutes on 2 cores
     python benches/kv.py --quick    # smoke run, a few seconds per library
+    python benches/kv.py --frames   # DataFrames as values (kv_frames.py), about 2 minutes
 
 diskcache-rs is imported as ``diskcache_rs``; its diskcache-compatible classes are
 ``diskcache_rs.Cache`` / ``diskcache_rs.FanoutCache`` (Python wrappers over the Rust ``PyCache``).
@@ -580,7 +581,16 @@ def main() -> None:
     ap.add_argument("--keys", type=int, help="number of 1 KiB keys (default 20000; 2000 with --quick)")
     ap.add_argument("--repeat", type=int, help="repeats per single-process measurement (median is shown)")
     ap.add_argument("--libs", default=",".join(LIBS), help="comma-separated subset of " + ",".join(LIBS))
+    ap.add_argument("--frames", action="store_true",
+                    help="only the DataFrame section (1M x 6 polars and pandas frames; see kv_frames.py)")
     args = ap.parse_args()
+    if args.frames:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import kv_frames
+
+        libs = [x.strip() for x in args.libs.split(",") if x.strip()]
+        kv_frames.run(libs, args.repeat or (3 if args.quick else 7))
+        return
 
     if args.quick:
         cfg = Cfg(n_keys=2000, set_repeat=1, repeat=2, mp_ops=1000, mp_repeat=1, open_repeat=2, n_big=8, big_repeat=1, warmup=50)

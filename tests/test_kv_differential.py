@@ -24,13 +24,14 @@ import io
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
 
 import diskcache
 import pytest
-from hypothesis import HealthCheck, note, settings
+from hypothesis import HealthCheck, note, reject, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -102,6 +103,28 @@ def norm(x):
             x.close()
         return ("handle", norm(data))
     return ("other", t.__name__, repr(x))
+
+
+class _ReferenceHung(BaseException):
+    """Raised by the alarm in ``reference_outcome``; a BaseException so ``outcome`` lets it by."""
+
+
+def reference_outcome(fn, cache):
+    """diskcache's outcome. An example on which diskcache loops forever is rejected rather than
+    compared: its peek/pull/peekitem retry a row whose value file is gone without end (seen
+    once in a few hundred runs of these machines)."""
+    def hung(*_):
+        raise _ReferenceHung
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, 20)
+    try:
+        return outcome(fn, cache)
+    except _ReferenceHung:
+        reject()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def outcome(fn, cache):
@@ -219,7 +242,7 @@ class _Base(RuleBasedStateMachine):
     def both(self, label: str, fn, quiet: bool = False):
         with frozen_time(self.clock):
             got = outcome(fn, self.cc)
-            want = outcome(fn, self.dc)
+            want = reference_outcome(fn, self.dc)
         if not quiet:
             note(f"{label} -> {want!r:.300}")
         assert got == want, f"{label}: candlecache {got!r:.2000} != diskcache {want!r:.2000}"

@@ -22,6 +22,10 @@ Disk cache
     ``Lock``, ``throttle``, ...) follow python-diskcache 5.6's API without SQLite:
     ``import candlecache as diskcache`` runs code written for it.
 
+    A polars or pandas DataFrame or a pyarrow Table set as a value is stored as an Arrow
+    file, not pickled, and read back without a copy; ``frame_key`` makes deterministic keys
+    for frames of market data, ``frame_path`` gives a frame's file to other readers.
+
 Errors
     ``CandlecacheError`` is the base of ``CallbackError``, ``Timeout`` and ``CorruptionError``;
     bad arguments raise ``ValueError``/``TypeError``, the file system ``OSError``.
@@ -47,6 +51,7 @@ from .core import (
 )
 from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
 from .fanout import FanoutCache
+from .frames import frame_key, frame_path
 from .persistent import Deque, Index
 from .recipes import (
     Averager,
@@ -115,6 +120,8 @@ __all__ = [
     "EmptyDirWarning",
     "UnknownFileWarning",
     "FanoutCache",
+    "frame_key",
+    "frame_path",
     "Deque",
     "Index",
     "Averager",

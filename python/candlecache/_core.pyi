@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -71,6 +71,15 @@ class KvStore:
     def compact(self) -> None: ...
 
 def crc32(data: bytes, value: int = 0) -> int: ...
+def write_frame(
+    dir: str | os.PathLike[str],
+    stem: str,
+    table: object,
+    meta: list[tuple[str, str]],
+    compression: str = "lz4",
+    durable: bool = False,
+) -> tuple[str, int]: ...
+def read_frame(path: str | os.PathLike[str]) -> tuple[ArrowStream, dict[str, str], int]: ...
 def get_ohlcv(
     base_dir: str | os.PathLike[str],
     symbol: str,

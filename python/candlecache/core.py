@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Container, Iterator
 from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
-from . import _core
+from . import _core, frames
 from .exceptions import CorruptionError, Timeout  # Timeout: diskcache's name and meaning
 
 _P = ParamSpec('_P')
@@ -61,6 +61,9 @@ MODE_RAW = 1
 MODE_BINARY = 2
 MODE_TEXT = 3
 MODE_PICKLE = 4
+# Not diskcache's: a polars/pandas DataFrame or a pyarrow Table stored as an Arrow IPC file
+# (see frames.py).
+MODE_FRAME = 5
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     'statistics': 0,  # False
@@ -75,6 +78,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     'sqlite_synchronous': 1,  # NORMAL
     'disk_min_file_size': 2**15,  # 32kb
     'disk_pickle_protocol': pickle.HIGHEST_PROTOCOL,
+    # Not diskcache's: frames stored as Arrow files (frames.py).
+    'frame_compression': 'lz4',  # or 'zstd', 'none'
+    'frame_cache_size': 2**28,  # 256mb of recently read frames kept per process
 }
 
 METADATA: dict[str, int] = {
@@ -131,6 +137,15 @@ class Disk:
         self._directory = directory
         self.min_file_size = min_file_size
         self.pickle_protocol = pickle_protocol
+        self.frame_compression = DEFAULT_SETTINGS['frame_compression']
+        self._frames = frames.HotFrames(DEFAULT_SETTINGS['frame_cache_size'])
+
+    def _hot_frames(self) -> frames.HotFrames:
+        # A subclass's __init__ may not call this one's.
+        hot = self.__dict__.get('_frames')
+        if hot is None:
+            hot = self._frames = frames.HotFrames(DEFAULT_SETTINGS['frame_cache_size'])
+        return hot
 
     def hash(self, key: Any) -> int:
         """Compute portable hash for `key`.
@@ -236,6 +251,11 @@ class Disk:
             size = self._write(full_path, iterator, 'xb')
             return size, MODE_BINARY, filename, None
         else:
+            kind = frames.frame_kind(value)
+            if kind is not None:
+                stored = self._store_frame(value, kind, key)
+                if stored is not None:
+                    return stored
             result = pickle.dumps(value, protocol=self.pickle_protocol)
 
             if len(result) < min_file_size:
@@ -244,6 +264,26 @@ class Disk:
                 filename, full_path = self._checked_filename(key, value, result)
                 self._write(full_path, (result,), 'xb')
                 return len(result), MODE_PICKLE, filename, None
+
+    def _store_frame(self, value, kind, key):
+        """Write a frame as an Arrow file; None if Arrow cannot hold it exactly (pickle it)."""
+        filename, _ = self.filename(key, value)
+        relative_dir, name = op.split(filename)
+        stem = name[:-4] if name.endswith('.val') else name
+        compression = getattr(self, 'frame_compression', DEFAULT_SETTINGS['frame_compression'])
+        written = frames.write(self._directory, relative_dir, stem, value, kind, compression)
+        if written is None:
+            return None
+        filename, size = written
+        return size, MODE_FRAME, filename, None
+
+    def _fetch_frame(self, filename):
+        hot = self._hot_frames()
+        value = hot.get(filename)
+        if value is not None:
+            return value
+        value, nbytes = frames.read(op.join(self._directory, filename))
+        return hot.put(filename, value, nbytes)
 
     def _checked_filename(self, key, value, data):
         """A filename from :meth:`filename` that also carries the CRC-32 of `data`.
@@ -329,6 +369,10 @@ class Disk:
                 return pickle.loads(self._read_checked(filename))
             else:
                 return pickle.load(io.BytesIO(value))
+        elif mode == MODE_FRAME:
+            if read:
+                return open(op.join(self._directory, filename), 'rb')  # type: ignore[arg-type]
+            return self._fetch_frame(filename)
 
     def filename(self, key: Any = UNKNOWN, value: Any = UNKNOWN) -> tuple[str, str]:
         """Return filename and full-path tuple for file storage.
@@ -367,6 +411,8 @@ class Disk:
         """
         full_path = op.join(self._directory, file_path)
         full_dir, _ = op.split(full_path)
+        if file_path.endswith('.arrow'):
+            self._hot_frames().discard(file_path)
 
         # Suppress OSError that may occur if two caches attempt to delete the
         # same file or directory at the same time.
@@ -430,14 +476,18 @@ class EmptyDirWarning(UserWarning):
 
 
 def _crc_of(filename):
-    """The CRC-32 a value file's name carries (``<hex>.<crc32>.val``), or None."""
+    """The CRC-32 a value file's name carries (``<hex>.<crc32>.val`` or ``.arrow``), or None."""
     parts = op.basename(filename).split('.')
-    if len(parts) == 3 and parts[2] == 'val' and len(parts[1]) == 8:
+    if len(parts) == 3 and parts[0] and parts[2] in ('val', 'arrow') and len(parts[1]) == 8:
         try:
             return int(parts[1], 16)
         except ValueError:
             return None
     return None
+
+
+def _is_frame_file(filename):
+    return filename.endswith('.arrow') and _crc_of(filename) is not None
 
 
 def args_to_key(
@@ -503,6 +553,8 @@ class Cache:
     sqlite_synchronous: int
     disk_min_file_size: int
     disk_pickle_protocol: int
+    frame_compression: str
+    frame_cache_size: int
 
     def __init__(
         self,
@@ -1207,7 +1259,10 @@ class Cache:
             def wrapper(*args, **kwargs):
                 """Wrapper for callable to cache arguments and return values."""
                 key = wrapper.__cache_key__(*args, **kwargs)
-                result = self.get(key, default=ENOVAL, retry=True)
+                try:
+                    result = self.get(key, default=ENOVAL, retry=True)
+                except CorruptionError:
+                    result = ENOVAL  # computed again, and the damaged value replaced
 
                 if result is ENOVAL:
                     result = func(*args, **kwargs)
@@ -1269,7 +1324,7 @@ class Cache:
 
                 for dirpath, _, files in os.walk(self._directory):
                     for filename in files:
-                        if not filename.endswith('.val'):
+                        if not (filename.endswith('.val') or _is_frame_file(filename)):
                             continue
                         full_path = op.normpath(op.join(dirpath, filename))
                         if full_path in referenced:
@@ -1452,6 +1507,7 @@ class Cache:
                 value = self._store.volume()
             else:
                 value = self._store.settings()[key]
+                self._apply_to_disk(key, value)
             setattr(self, key, value)
             return value
 
@@ -1463,13 +1519,34 @@ class Cache:
 
         if key == 'eviction_policy' and value not in EVICTION_POLICY:
             raise ValueError('unknown eviction policy %r' % (value,))
+        if key == 'frame_compression' and value not in frames.FRAME_COMPRESSIONS:
+            raise ValueError(
+                'frame_compression must be one of %s, got %r' % (', '.join(frames.FRAME_COMPRESSIONS), value)
+            )
+        if key == 'frame_cache_size' and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ValueError('frame_cache_size must be a number of bytes >= 0, got %r' % (value,))
 
         if update:
             self._store.set_setting(key, value)
 
-        if key.startswith('disk_'):
-            attr = key[5:]
-            setattr(self._disk, attr, value)
-
+        self._apply_to_disk(key, value)
         setattr(self, key, value)
         return value
+
+    def _apply_to_disk(self, key: str, value: Any) -> None:
+        if key.startswith('disk_'):
+            setattr(self._disk, key[5:], value)
+        elif key == 'frame_compression':
+            self._disk.frame_compression = value
+        elif key == 'frame_cache_size':
+            self._disk._hot_frames().resize(value)
+
+    def _frame_path(self, key: Any) -> str | None:
+        """The frame file of `key`'s value, if it is a frame (no statistics, no access update)."""
+        db_key, raw = self._disk.put(key)
+        row = self._call(True, self._store.lookup, db_key, raw, time.time(), 'none', False)
+        if row is None or row[_MODE] != MODE_FRAME:
+            return None
+        return op.join(self._directory, row[_FILE])

@@ -81,6 +81,10 @@ class FanoutCache:
             for num in range(shards)
         )
         self._hash = self._shards[0].disk.hash
+        # One hot tier of frames for all shards, so a frame the size of the budget fits.
+        shared = self._shards[0].disk._hot_frames()
+        for shard in self._shards[1:]:
+            shard.disk._frames = shared
         self._caches: dict = {}
         self._deques: dict = {}
         self._indexes: dict = {}
@@ -603,6 +607,9 @@ class FanoutCache:
                 else:
                     break
         return result
+
+    def _frame_path(self, key: Any) -> str | None:
+        return self._shards[self._hash(key) % self._count]._frame_path(key)
 
     def cache(self, name: str, timeout: float = 60, disk: type[Disk] | None = None, **settings: Any) -> Cache:
         """Return Cache with given `name` in subdirectory.

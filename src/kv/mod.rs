@@ -53,6 +53,7 @@
 //!   would release the parent's lock. The log is read with `pread` only.
 
 mod files;
+pub mod frame;
 pub mod index;
 pub mod record;
 pub mod snapshot;

@@ -32,6 +32,14 @@ impl ArrowStream {
             inner: Mutex::new(Some((schema, batches))),
         }
     }
+
+    /// Any table, with its own schema (kept when there are no rows).
+    pub fn with_schema(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        ArrowStream {
+            span: None,
+            inner: Mutex::new(Some((schema, batches))),
+        }
+    }
 }
 
 #[pymethods]

@@ -2,6 +2,7 @@
 
 mod arrow;
 mod errors;
+mod frames;
 mod hot;
 mod kv;
 mod ohlcv;
@@ -19,6 +20,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<kv::KvStore>()?;
     m.add_class::<hot::PyHotTier>()?;
     m.add_function(wrap_pyfunction!(kv::crc32, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::write_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::read_frame, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::get_ohlcv, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::read_range, m)?)?;
     m.add_function(wrap_pyfunction!(ohlcv::find_corrupt, m)?)?;

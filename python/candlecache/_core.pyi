@@ -76,7 +76,7 @@ def write_frame(
     stem: str,
     table: object,
     meta: list[tuple[str, str]],
-    compression: str = "lz4",
+    compression: str = "none",
     durable: bool = False,
 ) -> tuple[str, int]: ...
 def read_frame(path: str | os.PathLike[str]) -> tuple[ArrowStream, dict[str, str], int]: ...

@@ -79,7 +79,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     'disk_min_file_size': 2**15,  # 32kb
     'disk_pickle_protocol': pickle.HIGHEST_PROTOCOL,
     # Not diskcache's: frames stored as Arrow files (frames.py).
-    'frame_compression': 'lz4',  # or 'zstd', 'none'
+    'frame_compression': 'none',  # or 'lz4', 'zstd' (smaller files, slower sets and gets)
     'frame_cache_size': 2**28,  # 256mb of recently read frames kept per process
 }
 

@@ -1,8 +1,9 @@
 """DataFrames as values of the disk cache: Arrow IPC files instead of pickles.
 
 ``Cache.set`` (and ``FanoutCache``, ``Index``, ``memoize``) given a polars ``DataFrame``, a
-pandas ``DataFrame`` or a pyarrow ``Table`` writes it as a compressed Arrow IPC file with the
-CRC-32 of its bytes in its name (``ab/cd/<hex>.<crc32>.arrow``); ``get`` reads the file,
+pandas ``DataFrame`` or a pyarrow ``Table`` writes it as an Arrow IPC file with the CRC-32
+of its bytes in its name (``ab/cd/<hex>.<crc32>.arrow``; its buffers uncompressed, or LZ4 or
+Zstandard with the ``frame_compression`` setting); ``get`` reads the file,
 checks it, and hands the Arrow buffers to polars without another copy, giving back the type
 that was stored. Recently read frames stay in a per-process hot tier (``frame_cache_size``
 bytes per cache), keyed by the value file, which a ``set`` from any process replaces: the next
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["frame_key", "frame_path", "FRAME_COMPRESSIONS"]
 
 #: Codecs for the buffers of frame files (the ``frame_compression`` setting).
-FRAME_COMPRESSIONS = ("lz4", "zstd", "none")
+FRAME_COMPRESSIONS = ("none", "lz4", "zstd")
 
 _LAZY_HINT = (
     "a polars LazyFrame is a query, not data: store its result, e.g. cache.set(key, lf.collect())"
@@ -158,7 +159,7 @@ def read(path: str) -> tuple[Any, int]:
     table = pa.table(stream)
     if kind != "pandas":
         return table, nbytes
-    df = table.to_pandas()
+    df = table.to_pandas(split_blocks=True)  # one block per column: no consolidating copy
     if _PANDAS_FREQ in meta:
         df.index.freq = meta[_PANDAS_FREQ]
     if _PANDAS_ATTRS in meta:

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -210,11 +210,9 @@ pub fn read(path: &Path) -> Result<Frame> {
     let expected = crc_of_name(name).ok_or_else(|| {
         corrupt("its name carries no checksum (not a candlecache frame file)".into())
     })?;
-    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
     let len = file.metadata().map_err(|e| io_err(path, e))?.len() as usize;
-    let mut bytes = Vec::with_capacity(len + 1);
-    file.read_to_end(&mut bytes).map_err(|e| io_err(path, e))?;
-    let crc = crc32fast::hash(&bytes);
+    let (bytes, crc) = read_summed(&file, len).map_err(|e| io_err(path, e))?;
     if crc != expected {
         return Err(corrupt(format!(
             "checksum mismatch ({} bytes with CRC-32 {crc:08x}, its name says {expected:08x}): truncated or overwritten",
@@ -222,6 +220,59 @@ pub fn read(path: &Path) -> Result<Frame> {
         )));
     }
     decode(Buffer::from_vec(bytes)).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Files up to this size are read and summed on one thread.
+const SPLIT_FROM: usize = 4 << 20;
+
+/// The file's `len` bytes and their CRC-32: two halves read and summed at once on two threads
+/// for a large file (a frame's read is this copy and this sum, nothing else of its size).
+fn read_summed(file: &File, len: usize) -> io::Result<(Vec<u8>, u32)> {
+    // Zeroed by the allocator from fresh pages (no memset for a large buffer).
+    let mut bytes = vec![0u8; len];
+    if len < SPLIT_FROM {
+        read_exact_at(file, &mut bytes, 0)?;
+        let crc = crc32fast::hash(&bytes);
+        return Ok((bytes, crc));
+    }
+    let (head, tail) = bytes.split_at_mut(len / 2);
+    let offset = head.len() as u64;
+    let (first, second) = std::thread::scope(|s| {
+        let other = s.spawn(|| -> io::Result<crc32fast::Hasher> {
+            read_exact_at(file, tail, offset)?;
+            let mut h = crc32fast::Hasher::new();
+            h.update(tail);
+            Ok(h)
+        });
+        let mine = read_exact_at(file, head, 0).map(|()| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(head);
+            h
+        });
+        let theirs = other
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("reader thread panicked")));
+        (mine, theirs)
+    });
+    let mut crc = first?;
+    crc.combine(&second?);
+    // The file may have grown since its size was read: that is damage the checksum reports.
+    Ok((bytes, crc.finalize()))
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
 }
 
 fn decode(buffer: Buffer) -> Result<Frame, ArrowError> {

@@ -49,7 +49,7 @@ fn batches_of(obj: &Bound<'_, PyAny>) -> PyResult<(arrow_schema::SchemaRef, Vec<
 /// Write `table` (anything with `__arrow_c_stream__`) as `dir/{stem}.{crc32}.arrow`, with
 /// `meta` in the file's footer; returns the file's name and size.
 #[pyfunction]
-#[pyo3(signature = (dir, stem, table, meta, compression="lz4", durable=false))]
+#[pyo3(signature = (dir, stem, table, meta, compression="none", durable=false))]
 pub fn write_frame(
     py: Python<'_>,
     dir: PathBuf,

@@ -72,6 +72,14 @@ impl ArrowStream {
 
 /// Import any object exporting `__arrow_c_stream__` as one batch.
 pub fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
+    let (schema, batches) = stream_batches(obj)?;
+    arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(|e| PyTypeError::new_err(e.to_string()))
+}
+
+/// Every batch of `obj`'s Arrow C stream, as exported (zero-copy: they point into `obj`'s
+/// buffers).
+pub fn stream_batches(obj: &Bound<'_, PyAny>) -> PyResult<(SchemaRef, Vec<RecordBatch>)> {
     let capsule = obj
         .call_method0("__arrow_c_stream__")?
         .cast_into::<PyCapsule>()?;
@@ -82,11 +90,10 @@ pub fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
         unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast::<FFI_ArrowArrayStream>()) }
             .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
     let schema = reader.schema();
-    let batches: Vec<RecordBatch> = reader
+    let batches = reader
         .collect::<Result<_, _>>()
         .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
-    arrow_select::concat::concat_batches(&schema, &batches)
-        .map_err(|e| PyTypeError::new_err(e.to_string()))
+    Ok((schema, batches))
 }
 
 fn number(item: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {

@@ -3,14 +3,11 @@
 
 use std::path::PathBuf;
 
-use arrow_array::RecordBatch;
-use arrow_array::RecordBatchReader;
-use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyDict};
+use pyo3::types::PyDict;
 
-use super::arrow::ArrowStream;
+use super::arrow::{ArrowStream, stream_batches};
 use super::errors::{corruption, fs_to_py};
 use crate::kv::frame::{self, Codec, FrameError};
 
@@ -28,24 +25,6 @@ fn to_py(py: Python<'_>, e: FrameError) -> PyErr {
     }
 }
 
-/// Every batch of `obj`'s Arrow C stream (zero-copy: the batches point into `obj`'s buffers).
-fn batches_of(obj: &Bound<'_, PyAny>) -> PyResult<(arrow_schema::SchemaRef, Vec<RecordBatch>)> {
-    let capsule = obj
-        .call_method0("__arrow_c_stream__")?
-        .cast_into::<PyCapsule>()?;
-    let ptr = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
-    // SAFETY: the capsule named "arrow_array_stream" holds an FFI_ArrowArrayStream by the
-    // Arrow PyCapsule interface; from_raw moves it out and leaves a released stream behind.
-    let reader =
-        unsafe { RecordBatchStreamReader::from_raw(ptr.as_ptr().cast::<FFI_ArrowArrayStream>()) }
-            .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| PyTypeError::new_err(format!("invalid Arrow stream: {e}")))?;
-    Ok((schema, batches))
-}
-
 /// Write `table` (anything with `__arrow_c_stream__`) as `dir/{stem}.{crc32}.arrow`, with
 /// `meta` in the file's footer; returns the file's name and size.
 #[pyfunction]
@@ -60,7 +39,7 @@ pub fn write_frame(
     durable: bool,
 ) -> PyResult<(String, u64)> {
     let codec = Codec::parse(compression).map_err(|e| to_py(py, e))?;
-    let (schema, batches) = batches_of(table)?;
+    let (schema, batches) = stream_batches(table)?;
     let written = py
         .detach(|| frame::write(&dir, stem, &schema, &batches, codec, &meta, durable))
         .map_err(|e| to_py(py, e))?;

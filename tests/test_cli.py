@@ -16,7 +16,8 @@ import candlecache
 from memory_exchange import DAY, HOUR, T0, MemoryExchange
 
 PYTHON_DIR = Path(candlecache.__file__).resolve().parents[1]
-VERBS = ["backfill", "failures", "info", "stats", "verify", "clear", "gaps", "forget"]
+VERBS = ["backfill", "failures", "info", "stats", "verify", "clear", "gaps", "forget", "scan", "vacuum",
+         "compact-tiers", "kv-import"]
 BTC = "BTC/USDT"
 
 # The archive backfill needs the extension built with src/vision (the lead creates

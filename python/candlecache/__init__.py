@@ -25,6 +25,8 @@ Disk cache
     A polars or pandas DataFrame or a pyarrow Table set as a value is stored as an Arrow
     file, not pickled, and read back without a copy; ``frame_key`` makes deterministic keys
     for frames of market data, ``frame_path`` gives a frame's file to other readers.
+    ``import_diskcache`` brings a python-diskcache directory over (``cache.db`` is read with
+    ``sqlite3``; nothing is unpickled).
 
 Errors
     ``CandlecacheError`` is the base of ``CallbackError``, ``Timeout`` and ``CorruptionError``;
@@ -52,6 +54,7 @@ from .core import (
 from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
 from .fanout import FanoutCache
 from .frames import frame_key, frame_path
+from .kvimport import import_diskcache
 from .persistent import Deque, Index
 from .recipes import (
     Averager,
@@ -122,6 +125,7 @@ __all__ = [
     "FanoutCache",
     "frame_key",
     "frame_path",
+    "import_diskcache",
     "Deque",
     "Index",
     "Averager",

@@ -452,6 +452,18 @@ def _cmd_gaps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kv_import(args: argparse.Namespace) -> int:
+    from .kvimport import import_diskcache
+
+    n = import_diskcache(args.dir, args.dst, progress=args.progress)
+    where = args.dst if args.dst is not None else args.dir
+    if args.json:
+        print(json.dumps({"imported": n, "into": str(Path(where).expanduser())}))
+    else:
+        print(f"imported {n} entries into {Path(where).expanduser()}")
+    return 0
+
+
 def _cmd_forget(args: argparse.Namespace) -> int:
     from .ohlcv import forget
 
@@ -552,6 +564,13 @@ examples:
   candlecache gaps ~/.cache/candles BTC/USDT 1m --start 2024-01-01 --end 2024-01-31 --json
 
 Without --start/--end: the span the cache covers. Ranges are half-open: "until" is excluded."""),
+    "kv-import": ("copy a python-diskcache directory into a candlecache one", """
+examples:
+  candlecache kv-import ~/.cache/app ~/.cache/app-candlecache
+  candlecache kv-import ~/.cache/app            # in place: the old files move to DIR.diskcache-<time>
+
+DIR is the python-diskcache directory (its cache.db, or shard folders 000, 001, ... of a
+FanoutCache); it is only read. Expired entries are skipped; nothing is unpickled."""),
     "forget": ("forget a range so the next call fetches it again", """
 examples:
   candlecache forget ~/.cache/candles BTC/USDT 1h --start 2024-03-01 --end 2024-03-02
@@ -628,6 +647,12 @@ def _parser() -> argparse.ArgumentParser:
     p["vacuum"].add_argument("--symbol", help="only this symbol (e.g. BTC/USDT)")
     p["vacuum"].add_argument("--period", choices=_core.PERIODS, help="only this period")
     p["vacuum"].set_defaults(func=_cmd_vacuum)
+
+    p["kv-import"].add_argument("dst", metavar="DST", nargs="?",
+                                help="a new or empty directory (default: convert DIR in place)")
+    p["kv-import"].add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                                help="a progress bar (default: on a terminal, for large caches)")
+    p["kv-import"].set_defaults(func=_cmd_kv_import)
 
     for name in ("gaps", "forget"):
         p[name].add_argument("symbol", metavar="SYMBOL", help="e.g. BTC/USDT (or its folder name BTC_USDT)")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Container, Iterator
 from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
 from . import _core, frames
-from .exceptions import CorruptionError, Timeout  # Timeout: diskcache's name and meaning
+from .exceptions import CandlecacheError, CorruptionError, Timeout  # Timeout: diskcache's
 
 _P = ParamSpec('_P')
 _R = TypeVar('_R')
@@ -486,6 +486,20 @@ def _crc_of(filename):
     return None
 
 
+def _refuse_foreign(directory):
+    """A python-diskcache directory (its ``cache.db``) is not opened: candlecache would show it
+    empty, and ``check(fix=True)`` would remove its value files as unknown."""
+    db = op.join(directory, DBNAME)
+    if op.exists(db):
+        raise CandlecacheError(
+            '%s holds a python-diskcache database (%s): candlecache stores entries its own way '
+            'and will not open it, so as not to hide or remove its entries. To bring them over, '
+            'candlecache.import_diskcache(%r) converts it in place (keeping the old files aside), '
+            'or `candlecache kv-import SRC DST` copies it to a new directory.'
+            % (directory, DBNAME, directory)
+        )
+
+
 def _is_frame_file(filename):
     return filename.endswith('.arrow') and _crc_of(filename) is not None
 
@@ -599,6 +613,7 @@ class Cache:
                         ' and could not be created' % self._directory,
                     ) from None
 
+        _refuse_foreign(directory)
         # As diskcache does, initialization waits for other processes however long it takes;
         # the timeout applies from then on.
         store = self._engine = _core.KvStore(directory, None)
@@ -617,6 +632,10 @@ class Cache:
             self.reset(key, value, update=current_settings.get(key, ENOVAL) != value)
 
         store.set_timeout(timeout)
+        # diskcache's metadata attributes, read at open and stale until reset(name). Cheap: an
+        # exact count reads only the snapshot buckets that records after it touched.
+        for key in METADATA:
+            self.reset(key)
 
     @property
     def directory(self) -> str:
@@ -1479,6 +1498,39 @@ class Cache:
         """Count of items in cache including expired items."""
         return self._store.count()
 
+    # diskcache's metadata attributes: read at open, stale until reset(name), as diskcache's.
+    @property
+    def count(self) -> int:
+        """Number of items when the cache was opened or ``reset('count')`` last ran."""
+        return self._metadata_value('count')
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk (as ``volume()``) when opened or ``reset('size')`` last ran."""
+        return self._metadata_value('size')
+
+    @property
+    def hits(self) -> int:
+        """Hits counted with ``statistics`` on, when opened or ``reset('hits')`` last ran."""
+        return self._metadata_value('hits')
+
+    @property
+    def misses(self) -> int:
+        """Misses counted with ``statistics`` on, when opened or ``reset('misses')`` last ran."""
+        return self._metadata_value('misses')
+
+    def _metadata_value(self, name: str) -> int:
+        known = self.__dict__.setdefault('_metadata', {})
+        if name not in known:
+            self.reset(name)
+        return known[name]
+
+    def _remember(self, key: str, value: Any) -> None:
+        if key in METADATA:
+            self.__dict__.setdefault('_metadata', {})[key] = value
+        else:
+            setattr(self, key, value)
+
     def __getstate__(self):
         return (self.directory, self.timeout, type(self.disk))
 
@@ -1508,13 +1560,13 @@ class Cache:
             else:
                 value = self._store.settings()[key]
                 self._apply_to_disk(key, value)
-            setattr(self, key, value)
+            self._remember(key, value)
             return value
 
         if key in ('hits', 'misses'):
             if value == 0:
                 self._store.reset_stats()
-            setattr(self, key, value)
+            self._remember(key, value)
             return value
 
         if key == 'eviction_policy' and value not in EVICTION_POLICY:
@@ -1532,7 +1584,7 @@ class Cache:
             self._store.set_setting(key, value)
 
         self._apply_to_disk(key, value)
-        setattr(self, key, value)
+        self._remember(key, value)
         return value
 
     def _apply_to_disk(self, key: str, value: Any) -> None:

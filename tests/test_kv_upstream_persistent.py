@@ -48,11 +48,12 @@ import candlecache
 from candlecache import core as _core
 from candlecache import fanout as _fanout
 from candlecache import persistent as _persistent
+from candlecache import djangocache as _djangocache
 from candlecache import recipes as _recipes
 
 ENOVAL = _core.ENOVAL
 
-#: names of ``diskcache.__all__`` (5.6.3, without DjangoCache) and where candlecache defines them
+#: names of ``diskcache.__all__`` (5.6.3) and where candlecache defines them
 _DISKCACHE_NAMES = {
     'Cache': _core,
     'DEFAULT_SETTINGS': _core,
@@ -65,6 +66,7 @@ _DISKCACHE_NAMES = {
     'UNKNOWN': _core,
     'UnknownFileWarning': _core,
     'FanoutCache': _fanout,
+    'DjangoCache': _djangocache,
     'Deque': _persistent,
     'Index': _persistent,
     'Averager': _recipes,

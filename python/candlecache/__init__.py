@@ -25,6 +25,7 @@ Disk cache
     A polars or pandas DataFrame or a pyarrow Table set as a value is stored as an Arrow
     file, not pickled, and read back without a copy; ``frame_key`` makes deterministic keys
     for frames of market data, ``frame_path`` gives a frame's file to other readers.
+    ``DjangoCache`` is a Django cache backend over ``FanoutCache`` (diskcache's settings).
     ``import_diskcache`` brings a python-diskcache directory over (``cache.db`` is read with
     ``sqlite3``; nothing is unpickled).
 
@@ -53,6 +54,7 @@ from .core import (
 )
 from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
 from .fanout import FanoutCache
+from .djangocache import DjangoCache
 from .frames import frame_key, frame_path
 from .kvimport import import_diskcache
 from .persistent import Deque, Index
@@ -123,6 +125,7 @@ __all__ = [
     "EmptyDirWarning",
     "UnknownFileWarning",
     "FanoutCache",
+    "DjangoCache",
     "frame_key",
     "frame_path",
     "import_diskcache",

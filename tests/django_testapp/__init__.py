@@ -1,0 +1,1 @@
+"""Django app holding the model of tests/test_kv_upstream_django.py (upstream tests/models.py)."""

@@ -175,6 +175,10 @@ def test_what_arrow_cannot_hold_exactly_is_pickled_as_before(cache):
     assert_frame_equal(cache["i128"], wide_ints)
     cache["sub"] = MyFrame({"a": [1]})
     assert frame_path(cache, "sub") is None
+    odd_attrs = pd.DataFrame({"a": [1]})
+    odd_attrs.attrs = {"window": (5, 20), 1: "int key"}  # JSON would give back a list and "1"
+    cache["attrs"] = odd_attrs
+    assert frame_path(cache, "attrs") is None and cache["attrs"].attrs == odd_attrs.attrs
 
 
 def test_a_lazy_frame_is_refused_with_the_fix(cache):

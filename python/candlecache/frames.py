@@ -109,9 +109,12 @@ def _arrow_of(value: Any, kind: str) -> tuple[Any, list[tuple[str, str]]] | None
         meta.append((_PANDAS_COLUMNS, json.dumps([columns.start, columns.stop, columns.step])))
     if value.attrs:
         try:
-            meta.append((_PANDAS_ATTRS, json.dumps(value.attrs)))
+            attrs = json.dumps(value.attrs)
         except (TypeError, ValueError):
             return None
+        if json.loads(attrs) != value.attrs:
+            return None  # tuples, non-str keys...: JSON would not give them back as they are
+        meta.append((_PANDAS_ATTRS, attrs))
     try:
         # pyarrow keeps the index, dtypes and column labels in the schema's "pandas" metadata.
         return pa.Table.from_pandas(value), meta

@@ -60,7 +60,7 @@ def test_a_cache_written_by_python_diskcache_imports_entry_by_entry(tmp_path, po
         dc.push("queued", prefix="jobs")
         want.update({k: (dc[k], None, None) for k in dc.iterkeys() if isinstance(k, str) and k.startswith("jobs")})
         order = [k for k in dc.iterkeys() if k != "expired"]  # diskcache lists it until culled
-    want.pop("expired")
+    want.pop("expired", None)  # diskcache may have culled it already (its sets cull expired rows)
     before = _files(src)
     assert import_diskcache(src, dst) == len(want)
     assert _files(src) == before, "the source was written"

@@ -1347,6 +1347,12 @@ def test_recipes_memoize_stampede(rcache):
     while (time.time() - start) < 1:
         worker(100)
     assert state['num'] > 0
+    # Not upstream: wait for the background recomputes this test started, so none writes into
+    # the cache after the fixture removed its directory (its error would fail a later test on
+    # the same pytest-xdist worker; seen once in CI).
+    for thread in threading.enumerate():
+        if thread.name.endswith('(recompute)'):
+            thread.join(timeout=30)
 
 
 # ----------------------------------------------------------------------------

@@ -151,7 +151,9 @@ def read(path: str) -> tuple[Any, int]:
     stream, meta, nbytes = _core.read_frame(path)
     kind = meta.get(_KIND, "pyarrow")
     if kind == "polars":
-        df = _polars_frame(stream)
+        from .ohlcv import _frame  # polars' own capsule import, as the candle API uses
+
+        df = _frame(stream)
         nulls = meta.get(_POLARS_NULL)
         if nulls:
             pl = sys.modules["polars"]
@@ -172,17 +174,6 @@ def read(path: str) -> tuple[Any, int]:
 
         df.columns = pd.RangeIndex(*json.loads(meta[_PANDAS_COLUMNS]))
     return df, nbytes
-
-
-def _polars_frame(stream: Any) -> Any:
-    try:
-        # What polars.DataFrame(stream) ends up calling, without its dispatch on the type.
-        from polars._utils.pycapsule import pycapsule_to_frame
-    except ImportError:  # pragma: no cover - another polars layout
-        import polars as pl
-
-        return pl.DataFrame(stream)
-    return pycapsule_to_frame(stream)
 
 
 def _pandas_copies_on_write() -> bool:

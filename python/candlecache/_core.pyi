@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "Deferred", "KV_SLOW", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -21,6 +21,19 @@ class ArrowStream:
     def time_span(self) -> tuple[int, int] | None: ...
 
 _Row = tuple[int, Any, int, float, float | None, float, int, Any, int, int, str | None, Any]
+
+@final
+class Deferred:
+    """A row the fast path leaves to ``Disk.fetch`` (a value file, a frame)."""
+
+    @property
+    def mode(self) -> int: ...
+    @property
+    def filename(self) -> str | None: ...
+    @property
+    def value(self) -> Any: ...
+
+KV_SLOW: Deferred
 
 @final
 class KvStore:
@@ -69,6 +82,32 @@ class KvStore:
     def end_in_range(self, lo: Any, hi: Any, last: bool) -> _Row | None: ...
     def check(self, fix: bool = False) -> list[str]: ...
     def compact(self) -> None: ...
+    def get_value(self, key: Any, default: Any, policy_name: str, statistics: Any, retry: bool = False) -> Any: ...
+    def set_value(
+        self,
+        key: Any,
+        value: Any,
+        expire: float | None,
+        tag: Any,
+        retry: bool,
+        min_file_size: float,
+        pickle_protocol: int,
+        cull_limit: int,
+        size_limit: float,
+        policy_name: str,
+    ) -> Any: ...
+    def contains(self, key: Any) -> Any: ...
+    def delete_value(self, key: Any, retry: bool = False) -> Any: ...
+    def incr_value(
+        self,
+        key: Any,
+        delta: Any,
+        default: Any,
+        retry: bool,
+        cull_limit: int,
+        size_limit: float,
+        policy_name: str,
+    ) -> Any: ...
 
 def crc32(data: bytes, value: int = 0) -> int: ...
 def write_frame(

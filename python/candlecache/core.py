@@ -540,6 +540,11 @@ def args_to_key(
     return key
 
 
+# The engine's fast path (Cache with the default Disk): a row it leaves to Disk.fetch, and
+# its answer when a call is the Python path's (a key that needs pickling, a value file).
+_Deferred = _core.Deferred
+_SLOW = _core.KV_SLOW
+
 # Columns of a row as the engine returns it.
 _ROWID, _KEY, _RAW, _STORE, _EXPIRE, _ACCESS_TIME, _ACCESS_COUNT, _TAG, _SIZE, _MODE, _FILE, _VALUE = range(12)
 
@@ -627,6 +632,10 @@ class Cache:
 
         kwargs = {key[5:]: value for key, value in sets.items() if key.startswith('disk_')}
         self._disk = disk(directory, **kwargs)
+        # get/set/incr/delete/in go to the engine in one call when the engine can do exactly
+        # what Disk does; a subclass's methods are its own, so it keeps the Python path (as
+        # does a disk swapped in later, which `_fast` no longer names).
+        self._fast = self._disk if type(self._disk) is Disk else None
 
         for key, value in sets.items():
             self.reset(key, value, update=current_settings.get(key, ENOVAL) != value)
@@ -753,6 +762,14 @@ class Cache:
         :raises Timeout: if the lock is not acquired in time
 
         """
+        if self._disk is self._fast and not read:
+            disk = self._disk
+            done = self._store.set_value(
+                key, value, expire, tag, retry, disk.min_file_size, disk.pickle_protocol,
+                self.cull_limit, self.size_limit, self.eviction_policy,
+            )
+            if done is True:
+                return True
         now = time.time()
         db_key, raw = self._disk.put(key)
         expire_time = None if expire is None else now + expire
@@ -872,6 +889,12 @@ class Cache:
         :raises Timeout: if the lock is not acquired in time
 
         """
+        if self._disk is self._fast:
+            value = self._store.incr_value(
+                key, delta, default, retry, self.cull_limit, self.size_limit, self.eviction_policy,
+            )
+            if value is not _SLOW:
+                return value
         now = time.time()
         db_key, raw = self._disk.put(key)
 
@@ -923,6 +946,15 @@ class Cache:
         :raises Timeout: if the lock is not acquired in time
 
         """
+        if self._disk is self._fast and not (read or expire_time or tag):
+            value = self._store.get_value(key, default, self.eviction_policy, self.statistics, retry)
+            if type(value) is not _Deferred:
+                return value
+            if value is not _SLOW:
+                try:
+                    return self._disk.fetch(value.mode, value.filename, value.value, False)
+                except IOError:
+                    pass  # the value file was replaced since: read the row again below
         db_key, raw = self._disk.put(key)
 
         if expire_time and tag:
@@ -972,6 +1004,10 @@ class Cache:
 
     def __contains__(self, key: Any) -> bool:
         """Return `True` if `key` matching item is found in cache."""
+        if self._disk is self._fast:
+            found = self._store.contains(key)
+            if found is not _SLOW:
+                return found
         db_key, raw = self._disk.put(key)
         return self._store.lookup(db_key, raw, time.time(), 'none', False) is not None
 
@@ -1026,6 +1062,12 @@ class Cache:
         :raises KeyError: if key is not found
 
         """
+        if self._disk is self._fast:
+            deleted = self._store.delete_value(key, retry)
+            if deleted is True:
+                return True
+            if deleted is False:
+                raise KeyError(key)
         db_key, raw = self._disk.put(key)
 
         with self._transact(retry) as cleanup:

@@ -7,12 +7,14 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 
 use super::errors::fs_to_py;
-use crate::fsio::fork_epoch;
+use super::kv_values::{self, Deferred};
+use crate::fsio::{FsError, fork_epoch};
+use crate::kv::store::fast::{Cull, Incr};
 use crate::kv::{KvError, NewRow, Policy, RowOut, Store, Val};
 
 fn to_py_err(py: Python<'_>, e: KvError) -> PyErr {
@@ -52,7 +54,7 @@ fn to_val(obj: &Bound<'_, PyAny>) -> PyResult<Val> {
     )))
 }
 
-fn from_val(py: Python<'_>, v: Val) -> PyResult<Py<PyAny>> {
+pub(super) fn from_val(py: Python<'_>, v: Val) -> PyResult<Py<PyAny>> {
     Ok(match v {
         Val::Null => py.None(),
         Val::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
@@ -172,6 +174,30 @@ impl KvStore {
         py: Python<'_>,
         f: impl FnOnce(&mut Store) -> crate::kv::Result<R> + Send,
     ) -> PyResult<R> {
+        self.try_run(py, f)?.map_err(|e| to_py_err(py, e))
+    }
+
+    /// `run`, retrying while the lock is not had in time if `retry` (as `Cache._call` does),
+    /// with Python's signal handlers run between attempts.
+    fn run_retry<R: Send>(
+        &self,
+        py: Python<'_>,
+        retry: bool,
+        f: impl Fn(&mut Store) -> crate::kv::Result<R> + Send + Sync,
+    ) -> PyResult<R> {
+        loop {
+            match self.try_run(py, &f)? {
+                Err(KvError::Fs(FsError::Timeout { .. })) if retry => py.check_signals()?,
+                r => return r.map_err(|e| to_py_err(py, e)),
+            }
+        }
+    }
+
+    fn try_run<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Store) -> crate::kv::Result<R> + Send,
+    ) -> PyResult<crate::kv::Result<R>> {
         self.forget_parent();
         let result = py.detach(|| -> Result<crate::kv::Result<R>, &'static str> {
             let me = std::thread::current().id();
@@ -196,9 +222,17 @@ impl KvStore {
             };
             Ok(f(store))
         });
-        match result {
-            Ok(r) => r.map_err(|e| to_py_err(py, e)),
-            Err(e) => Err(PyRuntimeError::new_err(e)),
+        result.map_err(PyRuntimeError::new_err)
+    }
+
+    /// Remove value files a write made unreferenced (GIL released).
+    fn remove_files(&self, py: Python<'_>, names: Vec<String>) {
+        if !names.is_empty() {
+            py.detach(|| {
+                for name in &names {
+                    kv_values::remove_value_file(&self.directory, name);
+                }
+            });
         }
     }
 }
@@ -531,5 +565,176 @@ impl KvStore {
 
     fn compact(&self, py: Python<'_>) -> PyResult<()> {
         self.run(py, |s| s.with_lock(true, |s| s.compact()))
+    }
+
+    // ---- the fast path of `Cache` with the default `Disk` (see kv_values.rs) ----
+    // Each returns `kv_values::slow()` before doing anything when the call is the Python
+    // path's (a key that needs pickling, a value that needs a file).
+
+    /// `Cache.get(key, default, retry=retry)`: the value, `default`, or a `Deferred` row.
+    #[pyo3(signature = (key, default, policy_name, statistics, retry=false))]
+    fn get_value(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Py<PyAny>,
+        policy_name: &str,
+        statistics: &Bound<'_, PyAny>,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(key) = kv_values::raw_key(key) else {
+            return Ok(kv_values::slow(py));
+        };
+        let p = policy(policy_name)?;
+        let stats = statistics.is_truthy()?;
+        let now = kv_values::now(py)?;
+        let found = self.run_retry(py, retry, |s| {
+            s.lookup_map(&key, true, now, p, stats, |r, v| {
+                (r.mode, r.filename.clone(), v)
+            })
+        })?;
+        let Some((mode, filename, value)) = found else {
+            return Ok(default);
+        };
+        if let Some(v) = kv_values::decode_inline(py, mode, &filename, &value)? {
+            return Ok(v);
+        }
+        let value = match value {
+            Val::Null => None,
+            v => Some(from_val(py, v)?),
+        };
+        Ok(Py::new(
+            py,
+            Deferred {
+                mode,
+                filename,
+                value,
+            },
+        )?
+        .into_any())
+    }
+
+    /// `Cache.set(key, value, expire, tag=tag, retry=retry)`: True once stored.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (key, value, expire, tag, retry, min_file_size, pickle_protocol, cull_limit, size_limit, policy_name))]
+    fn set_value(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<f64>,
+        tag: &Bound<'_, PyAny>,
+        retry: bool,
+        min_file_size: f64,
+        pickle_protocol: i32,
+        cull_limit: usize,
+        size_limit: f64,
+        policy_name: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(key) = kv_values::raw_key(key) else {
+            return Ok(kv_values::slow(py));
+        };
+        let Some((mode, value)) =
+            kv_values::inline_value(py, value, min_file_size, pickle_protocol)?
+        else {
+            return Ok(kv_values::slow(py));
+        };
+        let cull = Cull {
+            limit: cull_limit,
+            size_limit: bytes_limit(size_limit),
+            policy: policy(policy_name)?,
+        };
+        let tag = to_val(tag)?;
+        let now = kv_values::now(py)?;
+        let row = NewRow {
+            key,
+            raw: true,
+            store_time: now,
+            expire_time: expire.map(|e| now + e),
+            access_time: now,
+            access_count: 0,
+            tag,
+            size: 0,
+            mode,
+            filename: None,
+            value,
+        };
+        let names = self.run_retry(py, retry, |s| s.set_row(row.clone(), cull))?;
+        self.remove_files(py, names);
+        Ok(PyBool::new(py, true).to_owned().into_any().unbind())
+    }
+
+    /// `key in cache`: a bool.
+    fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let Some(key) = kv_values::raw_key(key) else {
+            return Ok(kv_values::slow(py));
+        };
+        let now = kv_values::now(py)?;
+        let found = self.run(py, |s| {
+            s.lookup_map(&key, true, now, Policy::None, false, |_, _| ())
+        })?;
+        Ok(PyBool::new(py, found.is_some())
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+
+    /// `Cache.delete(key, retry)`: whether a live row was deleted.
+    #[pyo3(signature = (key, retry=false))]
+    fn delete_value(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(key) = kv_values::raw_key(key) else {
+            return Ok(kv_values::slow(py));
+        };
+        let now = kv_values::now(py)?;
+        let gone = self.run_retry(py, retry, |s| s.delete_live(&key, true, now))?;
+        let found = gone.is_some();
+        self.remove_files(py, gone.flatten().into_iter().collect());
+        Ok(PyBool::new(py, found).to_owned().into_any().unbind())
+    }
+
+    /// `Cache.incr(key, delta, default, retry)`: the new value; KeyError without a default.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (key, delta, default, retry, cull_limit, size_limit, policy_name))]
+    fn incr_value(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        delta: &Bound<'_, PyAny>,
+        default: &Bound<'_, PyAny>,
+        retry: bool,
+        cull_limit: usize,
+        size_limit: f64,
+        policy_name: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let (Some(k), Some(d)) = (kv_values::raw_key(key), kv_values::number(delta)) else {
+            return Ok(kv_values::slow(py));
+        };
+        let start = if default.is_none() {
+            None
+        } else {
+            match kv_values::number(default) {
+                Some(n) => Some(n),
+                None => return Ok(kv_values::slow(py)),
+            }
+        };
+        let cull = Cull {
+            limit: cull_limit,
+            size_limit: bytes_limit(size_limit),
+            policy: policy(policy_name)?,
+        };
+        let now = kv_values::now(py)?;
+        match self.run_retry(py, retry, |s| s.incr(&k, d, start, now, cull))? {
+            Incr::Done(n, names) => {
+                self.remove_files(py, names);
+                kv_values::num_to_py(py, n)
+            }
+            Incr::Missing => Err(PyKeyError::new_err(key.clone().unbind())),
+            Incr::Unsupported => Ok(kv_values::slow(py)),
+        }
     }
 }

@@ -5,6 +5,7 @@ mod errors;
 mod frames;
 mod hot;
 mod kv;
+mod kv_values;
 mod ohlcv;
 mod resample;
 mod vision;
@@ -18,6 +19,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GRACE_MS", crate::ohlcv::log::GRACE_MS)?;
     m.add_class::<arrow::ArrowStream>()?;
     m.add_class::<kv::KvStore>()?;
+    m.add_class::<kv_values::Deferred>()?;
+    m.add("KV_SLOW", kv_values::slow(m.py()))?;
     m.add_class::<hot::PyHotTier>()?;
     m.add_function(wrap_pyfunction!(kv::crc32, m)?)?;
     m.add_function(wrap_pyfunction!(frames::write_frame, m)?)?;

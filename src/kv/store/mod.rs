@@ -740,19 +740,33 @@ impl Store {
     /// The row for a key, unless it expired by `now`, its value resolved. A value read from
     /// the log is kept in memory if small, so the next read of it is a memory read too.
     fn fetch(&mut self, key: &Val, raw: bool, now: Option<f64>) -> Result<Option<RowOut>> {
+        self.fetch_map(key, raw, now, Self::row_out)
+    }
+
+    /// `fetch`, handing the row and its value to `map` instead of copying every field.
+    fn fetch_map<R>(
+        &mut self,
+        key: &Val,
+        raw: bool,
+        now: Option<f64>,
+        map: impl FnOnce(&Row, Val) -> R,
+    ) -> Result<Option<R>> {
         self.load(key, raw)?;
-        let (out, from_log) = match self.index.get(key, raw) {
+        let (value, from_log) = match self.index.get(key, raw) {
             Some(r) if now.is_none_or(|now| r.expire_time.is_none_or(|e| e > now)) => {
-                (self.resolve(r)?, r.inline.is_none())
+                match &r.inline {
+                    Some(v) => (v.clone(), false),
+                    None => (self.read_value(r)?, true),
+                }
             }
             _ => return Ok(None),
         };
         if from_log {
             let id = (key.clone(), raw);
             self.index
-                .keep_inline(&id, &out.row.value, INLINE_MAX, INLINE_BUDGET);
+                .keep_inline(&id, &value, INLINE_MAX, INLINE_BUDGET);
         }
-        Ok(Some(out))
+        Ok(self.index.get(key, raw).map(|r| map(r, value)))
     }
 
     /// A live row for a key, updating access fields for `policy` and hit/miss counters.
@@ -764,25 +778,37 @@ impl Store {
         policy: Policy,
         stats: bool,
     ) -> Result<Option<RowOut>> {
+        self.lookup_map(key, raw, now, policy, stats, Self::row_out)
+    }
+
+    /// `lookup`, handing the row and its value to `map` instead of copying every field.
+    pub fn lookup_map<R>(
+        &mut self,
+        key: &Val,
+        raw: bool,
+        now: f64,
+        policy: Policy,
+        stats: bool,
+        map: impl FnOnce(&Row, Val) -> R,
+    ) -> Result<Option<R>> {
         let writes = stats
             || matches!(
                 policy,
                 Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed
             );
         self.with_lock(writes, |s| {
-            let found = s.fetch(key, raw, Some(now))?;
+            let found = s.fetch_map(key, raw, Some(now), |r, v| {
+                (r.access_time, r.access_count, map(r, v))
+            })?;
             let mut payloads = Vec::new();
-            if let Some(r) = &found {
+            if let Some((access_time, access_count, _)) = &found {
                 match policy {
                     Policy::LeastRecentlyUsed => {
-                        payloads.push(access_payload(key, raw, now, r.row.access_count))
+                        payloads.push(access_payload(key, raw, now, *access_count))
                     }
-                    Policy::LeastFrequentlyUsed => payloads.push(access_payload(
-                        key,
-                        raw,
-                        r.row.access_time,
-                        r.row.access_count + 1,
-                    )),
+                    Policy::LeastFrequentlyUsed => {
+                        payloads.push(access_payload(key, raw, *access_time, access_count + 1))
+                    }
                     _ => {}
                 }
             }
@@ -793,7 +819,7 @@ impl Store {
             if !payloads.is_empty() {
                 s.append(&payloads)?;
             }
-            Ok(found)
+            Ok(found.map(|(_, _, out)| out))
         })
     }
 
@@ -883,20 +909,24 @@ impl Store {
         self.with_lock(true, |s| {
             s.load(&row.key, row.raw)?;
             let old = s.index.get(&row.key, row.raw).map(|r| s.replaced(r));
-            let mut row = row;
-            let rowid = match &old {
-                // An update keeps the row's identity, including the key as first stored
-                // (3 stays 3 when 3.0 replaces its value), as SQLite's UPDATE does.
-                Some(o) => {
-                    row.key = o.row.key.clone();
-                    o.rowid
-                }
-                None => s.index.next_rowid(),
-            };
-            s.append(&[put_payload(rowid, &row)])?;
-            s.maybe_compact()?;
+            s.append_put(row)?;
             Ok(old)
         })
+    }
+
+    /// Append the put of a row (caller holds the exclusive lock, the key loaded).
+    fn append_put(&mut self, mut row: NewRow) -> Result<()> {
+        let rowid = match self.index.get(&row.key, row.raw) {
+            // An update keeps the row's identity, including the key as first stored
+            // (3 stays 3 when 3.0 replaces its value), as SQLite's UPDATE does.
+            Some(o) => {
+                row.key = o.key.clone();
+                o.rowid
+            }
+            None => self.index.next_rowid(),
+        };
+        self.append(&[put_payload(rowid, &row)])?;
+        self.maybe_compact()
     }
 
     pub fn delete(&mut self, key: &Val, raw: bool) -> Result<Option<RowOut>> {
@@ -1452,6 +1482,8 @@ fn apply(
     }
     Ok(None)
 }
+
+pub mod fast;
 
 #[cfg(test)]
 mod tests;

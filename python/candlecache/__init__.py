@@ -29,8 +29,13 @@ Disk cache
     ``import_diskcache`` brings a python-diskcache directory over (``cache.db`` is read with
     ``sqlite3``; nothing is unpickled).
 
+    A directory others can write: ``Cache(directory, signing_key=...)`` (or the
+    ``CANDLECACHE_SIGNING_KEY`` environment variable) signs pickles and never unpickles one
+    without a good signature; ``disk=JSONDisk`` unpickles nothing at all.
+
 Errors
-    ``CandlecacheError`` is the base of ``CallbackError``, ``Timeout`` and ``CorruptionError``;
+    ``CandlecacheError`` is the base of ``CallbackError``, ``Timeout``, ``CorruptionError``
+    and ``SigningKeyError``;
     bad arguments raise ``ValueError``/``TypeError``, the file system ``OSError``.
 
 >>> import candlecache
@@ -50,9 +55,10 @@ from .core import (
     Disk,
     EmptyDirWarning,
     JSONDisk,
+    SignatureWarning,
     UnknownFileWarning,
 )
-from .exceptions import CallbackError, CandlecacheError, CorruptionError, Timeout
+from .exceptions import CallbackError, CandlecacheError, CorruptionError, SigningKeyError, Timeout
 from .fanout import FanoutCache
 from .djangocache import DjangoCache
 from .frames import frame_key, frame_path
@@ -114,6 +120,7 @@ __all__ = [
     "Timeout",
     "CorruptionError",
     "CallbackError",
+    "SigningKeyError",
     "__version__",
     "Cache",
     "Disk",
@@ -124,6 +131,7 @@ __all__ = [
     "EVICTION_POLICY",
     "EmptyDirWarning",
     "UnknownFileWarning",
+    "SignatureWarning",
     "FanoutCache",
     "DjangoCache",
     "frame_key",

@@ -11,6 +11,8 @@ import codecs
 import contextlib as cl
 import errno
 import functools as ft
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -27,7 +29,7 @@ from collections.abc import Callable, Container, Iterator
 from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
 from . import _core, frames
-from .exceptions import CandlecacheError, CorruptionError, Timeout  # Timeout: diskcache's
+from .exceptions import CandlecacheError, CorruptionError, SigningKeyError, Timeout  # Timeout: diskcache's
 
 _P = ParamSpec('_P')
 _R = TypeVar('_R')
@@ -35,6 +37,11 @@ _R = TypeVar('_R')
 
 class _ValueFileGone(FileNotFoundError):
     """A value file vanished between being written and its row being stored."""
+
+
+class _BadSignature(CorruptionError):
+    """A pickled key or value whose signature is missing or wrong (or a pickle where the Disk
+    reads none): it is not unpickled, and reads as absent."""
 
 
 def full_name(func: Callable[..., Any]) -> str:
@@ -78,6 +85,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     'sqlite_synchronous': 1,  # NORMAL
     'disk_min_file_size': 2**15,  # 32kb
     'disk_pickle_protocol': pickle.HIGHEST_PROTOCOL,
+    # Not diskcache's: pickles are signed and checked before unpickling (see Cache's
+    # signing_key). Only this flag is kept in the directory, never the key.
+    'signed_pickles': 0,  # False
     # Not diskcache's: frames stored as Arrow files (frames.py).
     'frame_compression': 'none',  # or 'lz4', 'zstd' (smaller files, slower sets and gets)
     'frame_cache_size': 2**28,  # 256mb of recently read frames kept per process
@@ -123,8 +133,96 @@ EVICTION_POLICY: dict[str, dict[str, str | None]] = {
 }
 
 
+# Signed pickles (Cache's ``signing_key``): the pickle's bytes, then the 32-byte
+# HMAC-SHA256 of those bytes, then ``_SIG_MARK``. The HMAC key is derived from the secret
+# (HMAC-SHA256(secret, _SIG_CONTEXT)), so the secret itself is used for nothing else.
+SIGNING_KEY_ENV = 'CANDLECACHE_SIGNING_KEY'
+_SIG_MARK = b'ccs1'
+_SIG_LEN = hashlib.sha256().digest_size + len(_SIG_MARK)
+_SIG_CONTEXT = b'candlecache signed pickles v1'
+_UNSIGNED = 'no signature'
+_WRONG = 'a wrong signature'
+_NOT_READ = 'not read'
+
+
+def _signing_subkey(secret: str | bytes) -> bytes:
+    if isinstance(secret, str):
+        secret = secret.encode('utf-8')
+    elif isinstance(secret, (bytes, bytearray, memoryview)):
+        secret = bytes(secret)
+    else:
+        raise SigningKeyError('signing_key must be str or bytes, not %s' % type(secret).__name__)
+    if not secret:
+        raise SigningKeyError('signing_key is empty')
+    return hmac.new(secret, _SIG_CONTEXT, hashlib.sha256).digest()
+
+
+def _needs_key(directory: str) -> str:
+    return (
+        '%s requires signed pickles (its setting signed_pickles is on): open it with '
+        'signing_key=<the secret its writers use>, or set the environment variable %s. '
+        'candlecache never reads or writes unsigned pickles there.' % (directory, SIGNING_KEY_ENV)
+    )
+
+
+def _signing_of(directory, signing_key, requested, stored):
+    """The secret a cache opened with these arguments signs with (None: it does not sign).
+
+    A key turns signing on, whatever the directory says: anyone who can write the directory
+    can change its settings, so the flag kept there only makes openers without a key fail.
+    """
+    explicit = signing_key is not None
+    if not explicit:
+        signing_key = os.environ.get(SIGNING_KEY_ENV) or None
+    if signing_key is not None:
+        _signing_subkey(signing_key)  # a bad key fails here
+    if requested is not None and not requested and signing_key is not None:
+        if stored:
+            raise SigningKeyError(
+                '%s requires signed pickles: signed_pickles cannot be turned off '
+                '(use a new directory for unsigned pickles)' % directory
+            )
+        if explicit:
+            raise SigningKeyError('signed_pickles=False contradicts signing_key: give one or the other')
+        return None  # the environment's key, declined for this unsigned directory
+    if signing_key is None and (stored or requested):
+        raise SigningKeyError(_needs_key(directory))
+    return signing_key
+
+
+def _pickle_problem(disk, data):
+    """None when `disk` may unpickle `data` (a pickled key or value as stored), else
+    ``(kind, words)``. Never unpickles."""
+    if not getattr(disk, '_reads_pickles', True):
+        return _NOT_READ, 'is a pickle, and %s reads none' % type(disk).__name__
+    key = getattr(disk, '_signing_key', None)
+    if key is None:
+        return None
+    if type(data) is not bytes:  # pylint: disable=unidiomatic-typecheck
+        data = bytes(data)
+    if len(data) < _SIG_LEN or not data.endswith(_SIG_MARK):
+        return _UNSIGNED, 'has no signature (written without the signing key)'
+    body = memoryview(data)[:-_SIG_LEN]
+    tag = data[-_SIG_LEN:-len(_SIG_MARK)]
+    if not hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), tag):
+        return _WRONG, 'has a wrong signature (changed since it was written, or written with another key)'
+    return None
+
+
 class Disk:
-    """Cache key and value serialization for SQLite database and files."""
+    """Cache key and value serialization for SQLite database and files.
+
+    With a signing key (see :class:`Cache`), every pickle it writes (keys that are not
+    ``bytes``/``str``/``int``/``float``, and values that are pickled) carries an HMAC-SHA256
+    signature, and every pickle it reads is checked before it is unpickled: one whose
+    signature is missing or wrong reads as absent. ``signed_pickles`` tells whether it signs.
+    """
+
+    #: True when pickles are signed and checked (a signing key was given); set by Cache.
+    signed_pickles: bool = False
+    _signing_key: bytes | None = None
+    #: False in a Disk that unpickles nothing it reads (JSONDisk).
+    _reads_pickles: bool = True
 
     def __init__(self, directory: str, min_file_size: int = 0, pickle_protocol: int = 0) -> None:
         """Initialize disk instance.
@@ -139,6 +237,29 @@ class Disk:
         self.pickle_protocol = pickle_protocol
         self.frame_compression = DEFAULT_SETTINGS['frame_compression']
         self._frames = frames.HotFrames(DEFAULT_SETTINGS['frame_cache_size'])
+
+    def _set_signing_key(self, secret: str | bytes | None) -> None:
+        """Sign and check pickles with `secret` (None: do not)."""
+        self._signing_key = None if secret is None else _signing_subkey(secret)
+        self.signed_pickles = secret is not None
+
+    def _sign(self, data: bytes) -> bytes:
+        key = self._signing_key
+        if key is None:
+            return data
+        return data + hmac.new(key, data, hashlib.sha256).digest() + _SIG_MARK
+
+    def _verified(self, data: Any, what: str) -> Any:
+        """The pickle in `data` once its signature checks; raises _BadSignature otherwise."""
+        problem = _pickle_problem(self, data)
+        if problem is not None:
+            raise _BadSignature(
+                '%s in %s %s: it was not unpickled, and reads as absent; '
+                'Cache.check(fix=True) removes it' % (what, self._directory, problem[1])
+            )
+        if self._signing_key is None:
+            return data
+        return memoryview(data)[:-_SIG_LEN]
 
     def _hot_frames(self) -> frames.HotFrames:
         # A subclass's __init__ may not call this one's.
@@ -192,7 +313,7 @@ class Disk:
         else:
             data = pickle.dumps(key, protocol=self.pickle_protocol)
             result = pickletools.optimize(data)
-            return result, False
+            return self._sign(result), False
 
     def get(self, key: Any, raw: bool) -> Any:
         """Convert fields `key` and `raw` from Cache table to key.
@@ -206,7 +327,7 @@ class Disk:
         if raw:
             return bytes(key) if type(key) in (memoryview, bytearray) else key
         else:
-            return pickle.load(io.BytesIO(key))
+            return pickle.load(io.BytesIO(self._verified(key, 'a pickled key')))
 
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
         """Convert `value` to fields size, mode, filename, and value for Cache
@@ -256,7 +377,7 @@ class Disk:
                 stored = self._store_frame(value, kind, key)
                 if stored is not None:
                     return stored
-            result = pickle.dumps(value, protocol=self.pickle_protocol)
+            result = self._sign(pickle.dumps(value, protocol=self.pickle_protocol))
 
             if len(result) < min_file_size:
                 return 0, MODE_PICKLE, None, result
@@ -366,9 +487,10 @@ class Disk:
             return self._read_checked(filename).decode('UTF-8')
         elif mode == MODE_PICKLE:
             if value is None:
-                return pickle.loads(self._read_checked(filename))
+                data = self._read_checked(filename)
+                return pickle.loads(self._verified(data, 'value file %s' % filename))
             else:
-                return pickle.load(io.BytesIO(value))
+                return pickle.load(io.BytesIO(self._verified(value, 'a pickled value')))
         elif mode == MODE_FRAME:
             if read:
                 return open(op.join(self._directory, filename), 'rb')  # type: ignore[arg-type]
@@ -425,7 +547,16 @@ class Disk:
 
 
 class JSONDisk(Disk):
-    """Cache key and value using JSON serialization with zlib compression."""
+    """Cache key and value using JSON serialization with zlib compression.
+
+    The pickle-free choice: keys and values are JSON (so only what JSON holds: ``dict`` with
+    ``str`` keys, ``list``, ``str``, numbers, ``True``/``False``/``None``; tuples come back as
+    lists), and nothing read from the directory is ever unpickled, even without a signing
+    key: a pickled key or value another writer put there reads as absent. For a directory
+    other users or machines can write (``Cache(directory, disk=JSONDisk)``).
+    """
+
+    _reads_pickles = False
 
     def __init__(self, directory: str, compress_level: int = 1, **kwargs: Any) -> None:
         """Initialize JSON disk instance.
@@ -473,6 +604,20 @@ class UnknownFileWarning(UserWarning):
 
 class EmptyDirWarning(UserWarning):
     """Warning used by Cache.check for empty directories."""
+
+
+class SignatureWarning(UserWarning):
+    """Warning used by Cache.check for a pickled key or value that is not unpickled: its
+    signature is missing or wrong (a cache with a signing key), or the Disk reads no pickles
+    (JSONDisk)."""
+
+
+def _own_value_file(directory, filename):
+    """Whether `filename` (as a row names it) is a value file of ours inside `directory`."""
+    root = op.normpath(directory)
+    full_path = op.normpath(op.join(root, filename))
+    inside = full_path.startswith(root + os.sep)
+    return inside and (filename.endswith('.val') or _is_frame_file(filename))
 
 
 def _crc_of(filename):
@@ -572,6 +717,7 @@ class Cache:
     sqlite_synchronous: int
     disk_min_file_size: int
     disk_pickle_protocol: int
+    signed_pickles: int
     frame_compression: str
     frame_cache_size: int
 
@@ -580,14 +726,25 @@ class Cache:
         directory: os.PathLike[str] | str | None = None,
         timeout: float = 60,
         disk: type[Disk] = Disk,
+        *,
+        signing_key: str | bytes | None = None,
         **settings: Any,
     ) -> None:
         """Initialize cache instance.
 
+        With a signing key (`signing_key`, else the environment variable
+        ``CANDLECACHE_SIGNING_KEY``), pickled keys and values are signed with HMAC-SHA256
+        and checked before they are unpickled: a pickle whose signature is missing or wrong
+        (written by someone without the key) reads as absent and is never unpickled. The
+        directory then keeps the setting ``signed_pickles`` (never the key), and opening it
+        without a key raises :exc:`SigningKeyError`. The key is not pickled with the cache.
+
         :param str directory: cache directory (default: a new temporary directory)
         :param float timeout: seconds to wait for another process's lock
         :param disk: Disk type or subclass for serialization
+        :param signing_key: secret (str or bytes) to sign and check pickles with
         :param settings: any of DEFAULT_SETTINGS (``sqlite_*`` ones are accepted and ignored)
+        :raises SigningKeyError: the directory requires signed pickles and no key was given
 
         """
         try:
@@ -630,12 +787,25 @@ class Cache:
         for key in METADATA:
             sets.pop(key, None)
 
+        try:
+            secret = _signing_of(
+                directory, signing_key, settings.get('signed_pickles'),
+                current_settings.get('signed_pickles', 0),
+            )
+        except BaseException:
+            store.close()
+            raise
+        sets['signed_pickles'] = int(secret is not None)
+
         kwargs = {key[5:]: value for key, value in sets.items() if key.startswith('disk_')}
         self._disk = disk(directory, **kwargs)
+        self._disk._set_signing_key(secret)
         # get/set/incr/delete/in go to the engine in one call when the engine can do exactly
         # what Disk does; a subclass's methods are its own, so it keeps the Python path (as
-        # does a disk swapped in later, which `_fast` no longer names).
-        self._fast = self._disk if type(self._disk) is Disk else None
+        # does a disk swapped in later, which `_fast` no longer names), and signed pickles
+        # are checked by Python.
+        eligible = type(self._disk) is Disk and not self._disk.signed_pickles
+        self._fast = self._disk if eligible else None
 
         for key, value in sets.items():
             self.reset(key, value, update=current_settings.get(key, ENOVAL) != value)
@@ -972,6 +1142,8 @@ class Cache:
             try:
                 value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], read)
                 break
+            except _BadSignature:
+                return default
             except IOError:
                 # Another process replaced or deleted the value file after the row was read:
                 # read the row again, so a key that is present never reads as missing.
@@ -1040,8 +1212,8 @@ class Cache:
         mode, filename, db_value = row[_MODE], row[_FILE], row[_VALUE]
         try:
             value = self._disk.fetch(mode, filename, db_value, False)
-        except IOError:
-            # Key was deleted before we could retrieve result.
+        except (IOError, _BadSignature):
+            # Key was deleted before we could retrieve result, or its pickle is not signed.
             return default
         finally:
             if filename is not None:
@@ -1175,6 +1347,10 @@ class Cache:
                         break
             try:
                 value = self._disk.fetch(row[_MODE], row[_FILE], row[_VALUE], False)
+            except _BadSignature:
+                if delete:
+                    continue  # pulled, and absent: as pop, the next one
+                raise  # as a damaged value file: check(fix=True) removes it
             except IOError:
                 # Key was deleted before we could retrieve result, or its value file is gone.
                 if not delete:
@@ -1348,6 +1524,12 @@ class Cache:
         refers to and empty directories are reported as warnings (and returned);
         with `fix`, they are repaired.
 
+        With a signing key (or a :class:`JSONDisk`), a row whose pickled key or value is
+        not unpickled (signature missing or wrong) is reported as a
+        :class:`SignatureWarning`; `fix` removes the row and its value file. If no pickled
+        entry checks and some have a wrong signature, the key is more likely wrong than the
+        entries: that is reported, and `fix` keeps them.
+
         :return: list of warnings
         :raises Timeout: if the lock is not acquired in time
 
@@ -1361,16 +1543,25 @@ class Cache:
 
             with self._transact(retry):
                 referenced = set()
+                disk = self._disk
+                unsigned = []  # rows whose pickles are not unpickled: (key, raw, file, kind)
+                verified = 0  # rows whose pickles all check
                 for key, raw in self._store.keys():
                     row = self._store.row(key, raw)
-                    if row is None or row[_FILE] is None:
+                    if row is None:
                         continue
-                    full_path = op.join(self._directory, row[_FILE])
-                    if op.exists(full_path):
+                    data = None
+                    if row[_FILE] is not None:
+                        full_path = op.join(self._directory, row[_FILE])
+                        if not op.exists(full_path):
+                            message = 'row %s partial commit %s' % (row[_ROWID], full_path)
+                            warnings.warn(message, UnknownFileWarning)
+                            if fix:
+                                self._store.delete(key, raw)
+                            continue
                         referenced.add(op.normpath(full_path))
                         try:
-                            self._disk._read_checked(row[_FILE])
-                            continue
+                            data = disk._read_checked(row[_FILE])
                         except (CorruptionError, OSError) as error:
                             warnings.warn(str(error), UnknownFileWarning)
                             if fix:
@@ -1378,10 +1569,46 @@ class Cache:
                                 os.remove(full_path)
                                 referenced.discard(op.normpath(full_path))
                             continue
-                    message = 'row %s partial commit %s' % (row[_ROWID], full_path)
-                    warnings.warn(message, UnknownFileWarning)
-                    if fix:
+
+                    pickled = [] if raw else [('its pickled key', key)]
+                    if row[_MODE] == MODE_PICKLE:
+                        if row[_FILE] is None:
+                            pickled.append(('its pickled value', row[_VALUE]))
+                        else:
+                            pickled.append(('its value file %s' % full_path, data))
+                    found = None
+                    for what, blob in pickled:
+                        problem = _pickle_problem(disk, blob)
+                        if problem is not None:
+                            found = problem[0], 'row %s: %s %s' % (row[_ROWID], what, problem[1])
+                            break
+                    if found is None:
+                        verified += bool(pickled)
+                        continue
+                    warnings.warn(found[1] + ': it is not unpickled, and reads as absent', SignatureWarning)
+                    unsigned.append((key, raw, row[_FILE], found[0]))
+
+                wrong = sum(1 for *_, kind in unsigned if kind == _WRONG)
+                keep_wrong = wrong and not verified
+                if keep_wrong:
+                    # Likely the wrong key rather than so many forgeries: removing would empty
+                    # the cache.
+                    message = (
+                        'no pickled entry in %s checks with this signing key and %d have a wrong '
+                        'signature: is it the key its writers use?%s'
+                        % (self._directory, wrong, ' Those entries were kept.' if fix else '')
+                    )
+                    warnings.warn(message, SignatureWarning)
+                if fix:
+                    for key, raw, filename, kind in unsigned:
+                        if keep_wrong and kind == _WRONG:
+                            continue
                         self._store.delete(key, raw)
+                        if filename is not None and _own_value_file(self._directory, filename):
+                            full_path = op.normpath(op.join(self._directory, filename))
+                            with cl.suppress(FileNotFoundError):
+                                os.remove(full_path)
+                            referenced.discard(full_path)
 
                 for dirpath, _, files in os.walk(self._directory):
                     for filename in files:
@@ -1489,12 +1716,20 @@ class Cache:
         """
         _disk_get = self._disk.get
         for key, raw in self._store.keys(True, bool(reverse)):
-            yield _disk_get(key, raw)
+            try:
+                item = _disk_get(key, raw)
+            except _BadSignature:
+                continue  # a pickled key not signed with this cache's key: absent
+            yield item
 
     def _iter(self, ascending=True):
         _disk_get = self._disk.get
         for key, raw in self._store.keys(False, not ascending):
-            yield _disk_get(key, raw)
+            try:
+                item = _disk_get(key, raw)
+            except _BadSignature:
+                continue  # a pickled key not signed with this cache's key: absent
+            yield item
 
     def __iter__(self) -> Iterator[Any]:
         """Iterate keys in cache including expired items."""
@@ -1617,6 +1852,15 @@ class Cache:
             raise ValueError(
                 'frame_compression must be one of %s, got %r' % (', '.join(frames.FRAME_COMPRESSIONS), value)
             )
+        if key == 'signed_pickles':
+            value = int(bool(value))
+            if value and not self._disk.signed_pickles:
+                raise SigningKeyError(_needs_key(self._directory))
+            if not value and self._disk.signed_pickles:
+                raise SigningKeyError(
+                    '%s signs pickles: signed_pickles cannot be turned off '
+                    '(use a new directory for unsigned pickles)' % self._directory
+                )
         if key == 'frame_cache_size' and (
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):

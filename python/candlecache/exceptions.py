@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CandlecacheError", "Timeout", "CorruptionError", "CallbackError"]
+__all__ = ["CandlecacheError", "Timeout", "CorruptionError", "CallbackError", "SigningKeyError"]
 
 
 class CandlecacheError(Exception):
@@ -31,4 +31,15 @@ class CallbackError(CandlecacheError, ValueError):
     For example rows earlier than the ``since`` it was asked for, times that are not the open
     time of a candle of the period, or a table without a ``time`` column. A callback that
     returns an unsupported *type* raises ``TypeError`` instead.
+    """
+
+
+class SigningKeyError(CandlecacheError, ValueError):
+    """A disk cache directory requires signed pickles and no usable signing key was given.
+
+    A directory opened once with a signing key (``Cache(directory, signing_key=...)`` or the
+    ``CANDLECACHE_SIGNING_KEY`` environment variable) keeps the setting ``signed_pickles``;
+    opening it again without a key raises this error rather than reading or writing unsigned
+    pickles. Also raised for an empty key or one that is neither ``str`` nor ``bytes``, and
+    for an attempt to turn ``signed_pickles`` off.
     """

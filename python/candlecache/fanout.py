@@ -47,6 +47,8 @@ class FanoutCache:
         shards: int = 8,
         timeout: float = 0.010,
         disk: type[Disk] = Disk,
+        *,
+        signing_key: str | bytes | None = None,
         **settings: Any,
     ) -> None:
         """Initialize cache instance.
@@ -55,6 +57,8 @@ class FanoutCache:
         :param int shards: number of shards to distribute writes
         :param float timeout: lock timeout of each shard, in seconds
         :param disk: `Disk` type or subclass for serialization
+        :param signing_key: secret to sign and check pickles with (see `Cache`); also used
+            by the caches, deques and indexes this cache opens
         :param settings: any of `DEFAULT_SETTINGS`
 
         """
@@ -70,11 +74,13 @@ class FanoutCache:
         self._count = shards
         self._directory = directory
         self._disk = disk
+        self._signing_key = signing_key  # not pickled with the cache (see Cache)
         self._shards = tuple(
             Cache(
                 directory=op.join(directory, '%03d' % num),
                 timeout=timeout,
                 disk=disk,
+                signing_key=signing_key,
                 size_limit=size_limit,
                 **settings,
             )
@@ -643,6 +649,7 @@ class FanoutCache:
             directory = op.join(self._directory, 'cache', *parts)
             # diskcache 5.6.3 passes ``Disk`` here whenever ``disk`` is given,
             # ignoring the caller's type (upstream bug); use the given type.
+            settings.setdefault('signing_key', self._signing_key)
             temp = Cache(
                 directory=directory,
                 timeout=timeout,
@@ -680,6 +687,7 @@ class FanoutCache:
             cache = Cache(
                 directory=directory,
                 disk=self._disk,
+                signing_key=self._signing_key,
                 eviction_policy='none',
             )
             deque = Deque.fromcache(cache, maxlen=maxlen)
@@ -716,6 +724,7 @@ class FanoutCache:
             cache = Cache(
                 directory=directory,
                 disk=self._disk,
+                signing_key=self._signing_key,
                 eviction_policy='none',
             )
             index = Index.fromcache(cache)

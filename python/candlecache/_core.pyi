@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "Deferred", "KV_SLOW", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "Deferred", "KV_SLOW", "KeyHasher", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
 
 __version__: str
 PERIODS: list[str]
@@ -34,6 +34,13 @@ class Deferred:
     def value(self) -> Any: ...
 
 KV_SLOW: Deferred
+
+@final
+class KeyHasher:
+    """``Disk.hash`` for raw keys, computed in the engine; other keys go to ``fallback``."""
+
+    def __new__(cls, fallback: Callable[[Any], int]) -> KeyHasher: ...
+    def __call__(self, key: Any) -> int: ...
 
 @final
 class KvStore:

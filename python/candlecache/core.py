@@ -91,6 +91,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Not diskcache's: frames stored as Arrow files (frames.py).
     'frame_compression': 'none',  # or 'lz4', 'zstd' (smaller files, slower sets and gets)
     'frame_cache_size': 2**28,  # 256mb of recently read frames kept per process
+    # Not diskcache's: every acknowledged write is on stable storage before it returns.
+    'durable': 0,  # False
 }
 
 METADATA: dict[str, int] = {
@@ -236,6 +238,7 @@ class Disk:
         self.min_file_size = min_file_size
         self.pickle_protocol = pickle_protocol
         self.frame_compression = DEFAULT_SETTINGS['frame_compression']
+        self.durable = False
         self._frames = frames.HotFrames(DEFAULT_SETTINGS['frame_cache_size'])
 
     def _set_signing_key(self, secret: str | bytes | None) -> None:
@@ -392,7 +395,8 @@ class Disk:
         relative_dir, name = op.split(filename)
         stem = name[:-4] if name.endswith('.val') else name
         compression = getattr(self, 'frame_compression', DEFAULT_SETTINGS['frame_compression'])
-        written = frames.write(self._directory, relative_dir, stem, value, kind, compression)
+        durable = getattr(self, 'durable', False)
+        written = frames.write(self._directory, relative_dir, stem, value, kind, compression, durable)
         if written is None:
             return None
         filename, size = written
@@ -432,11 +436,14 @@ class Disk:
 
     def _write(self, full_path, iterator, mode, encoding=None):
         # Written to a temp name and renamed, so a process killed mid-write never leaves a
-        # partial value under the final name.
+        # partial value under the final name. With the cache's `durable` setting on, the file
+        # and the folders that name it are flushed before the row that points at it is written.
         full_dir, name = op.split(full_path)
         tmp_path = op.join(full_dir, '.' + name + '.tmp')
+        durable = getattr(self, 'durable', False)
 
         for count in range(1, 11):
+            created = durable and not op.isdir(full_dir)
             with cl.suppress(OSError):
                 os.makedirs(full_dir)
 
@@ -456,7 +463,14 @@ class Disk:
                     for chunk in iterator:
                         size += len(chunk)
                         writer.write(chunk)
+                    if durable:
+                        writer.flush()
+                        os.fsync(writer.fileno())
                 os.replace(tmp_path, full_path)
+                if durable:
+                    _fsync_dir(full_dir)
+                    if created:
+                        frames._fsync_dirs(self._directory, op.relpath(full_dir, self._directory))
             except BaseException:
                 with cl.suppress(OSError):
                     os.remove(tmp_path)
@@ -631,6 +645,14 @@ def _crc_of(filename):
     return None
 
 
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _refuse_foreign(directory):
     """A python-diskcache directory (its ``cache.db``) is not opened: candlecache would show it
     empty, and ``check(fix=True)`` would remove its value files as unknown."""
@@ -720,6 +742,7 @@ class Cache:
     signed_pickles: int
     frame_compression: str
     frame_cache_size: int
+    durable: int
 
     def __init__(
         self,
@@ -934,7 +957,7 @@ class Cache:
         """
         if self._disk is self._fast and not read:
             disk = self._disk
-            done = self._store.set_value(
+            done = (self._engine or self._store).set_value(
                 key, value, expire, tag, retry, disk.min_file_size, disk.pickle_protocol,
                 self.cull_limit, self.size_limit, self.eviction_policy,
             )
@@ -1117,7 +1140,9 @@ class Cache:
 
         """
         if self._disk is self._fast and not (read or expire_time or tag):
-            value = self._store.get_value(key, default, self.eviction_policy, self.statistics, retry)
+            value = (self._engine or self._store).get_value(
+                key, default, self.eviction_policy, self.statistics, retry,
+            )
             if type(value) is not _Deferred:
                 return value
             if value is not _SLOW:
@@ -1177,7 +1202,7 @@ class Cache:
     def __contains__(self, key: Any) -> bool:
         """Return `True` if `key` matching item is found in cache."""
         if self._disk is self._fast:
-            found = self._store.contains(key)
+            found = (self._engine or self._store).contains(key)
             if found is not _SLOW:
                 return found
         db_key, raw = self._disk.put(key)
@@ -1876,6 +1901,8 @@ class Cache:
     def _apply_to_disk(self, key: str, value: Any) -> None:
         if key.startswith('disk_'):
             setattr(self._disk, key[5:], value)
+        elif key == 'durable':
+            self._disk.durable = bool(value)
         elif key == 'frame_compression':
             self._disk.frame_compression = value
         elif key == 'frame_cache_size':

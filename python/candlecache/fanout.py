@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, ParamSpec, TypeVar
 
+from . import _core
 from .core import DEFAULT_SETTINGS, ENOVAL, Cache, Disk
 from .exceptions import Timeout
 from .persistent import Deque, Index
@@ -86,7 +87,9 @@ class FanoutCache:
             )
             for num in range(shards)
         )
-        self._hash = self._shards[0].disk.hash
+        disk0 = self._shards[0].disk
+        # The default Disk's hash of a str/bytes/int/float key is worked out in the engine.
+        self._hash = _core.KeyHasher(disk0.hash) if type(disk0) is Disk else disk0.hash
         # One hot tier of frames for all shards, so a frame the size of the budget fits.
         shared = self._shards[0].disk._hot_frames()
         for shard in self._shards[1:]:

@@ -122,9 +122,12 @@ def _arrow_of(value: Any, kind: str) -> tuple[Any, list[tuple[str, str]]] | None
         return None  # e.g. an object column of mixed types
 
 
-def write(directory: str, relative_dir: str, stem: str, value: Any, kind: str, compression: str) -> tuple[str, int] | None:
+def write(
+    directory: str, relative_dir: str, stem: str, value: Any, kind: str, compression: str, durable: bool = False,
+) -> tuple[str, int] | None:
     """Write ``value`` as ``relative_dir/<stem>.<crc32>.arrow`` under ``directory``; returns
-    (relative name, size), or None if it must be pickled instead."""
+    (relative name, size), or None if it must be pickled instead. ``durable``: flushed to
+    stable storage, with the directories that name it, before returning."""
     exported = _arrow_of(value, kind)
     if exported is None:
         return None
@@ -132,8 +135,10 @@ def write(directory: str, relative_dir: str, stem: str, value: Any, kind: str, c
     full_dir = op.join(directory, relative_dir)
     for count in range(1, 11):
         try:
-            os.makedirs(full_dir, exist_ok=True)
-            name, size = _core.write_frame(full_dir, stem, table, meta, compression)
+            created = _makedirs(full_dir)
+            name, size = _core.write_frame(full_dir, stem, table, meta, compression, durable)
+            if durable and created:
+                _fsync_dirs(directory, relative_dir)
         except FileNotFoundError:
             # Another process removed the emptied directory in between (as Disk._write).
             if count == 10:
@@ -144,6 +149,26 @@ def write(directory: str, relative_dir: str, stem: str, value: Any, kind: str, c
             return None
         return op.join(relative_dir, name), size
     raise AssertionError("unreachable")
+
+
+def _makedirs(full_dir: str) -> bool:
+    """``os.makedirs(full_dir, exist_ok=True)``; whether it created anything."""
+    if op.isdir(full_dir):
+        return False
+    os.makedirs(full_dir, exist_ok=True)
+    return True
+
+
+def _fsync_dirs(directory: str, relative_dir: str) -> None:
+    """fsync the folders above a new file's own (which the write flushed), so that folders
+    made for it survive a power cut too: ``ab`` and the cache directory for ``ab/cd``."""
+    parts = relative_dir.split(os.sep)
+    for depth in range(len(parts) - 1, -1, -1):
+        fd = os.open(op.join(directory, *parts[:depth]), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read(path: str) -> tuple[Any, int]:

@@ -8,6 +8,10 @@ use super::{FsError, Result, fork_epoch};
 /// Take an OS file lock (flock on Unix) on an open file, waiting up to `timeout` (None:
 /// forever). flock interoperates with Python's `filelock.FileLock` on the same path and, on
 /// NFSv4, across hosts. `path` names the file in errors.
+///
+/// On a local filesystem the wait blocks in the kernel (`block.rs`), so a waiter takes the
+/// lock as soon as it is free; elsewhere (or with `CANDLECACHE_LOCK_POLL` set, to compare) it
+/// polls with sleeps that double from 50 µs up to 10 ms.
 pub fn wait_for_lock(
     file: &File,
     path: &Path,
@@ -15,17 +19,50 @@ pub fn wait_for_lock(
     timeout: Option<Duration>,
 ) -> Result<()> {
     let started = Instant::now();
+    if try_lock(file, path, exclusive)? {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    if !timeout.is_some_and(|t| t.is_zero())
+        && super::fstype::is_local_file(file)
+        && std::env::var_os("CANDLECACHE_LOCK_POLL").is_none()
+        && let Some(waited) = super::block::wait(file, exclusive, started, timeout)
+    {
+        return match waited.map_err(|e| FsError::io(path, e))? {
+            super::block::Waited::Locked => Ok(()),
+            super::block::Waited::TimedOut(waited) => Err(FsError::Timeout {
+                path: path.to_owned(),
+                waited,
+            }),
+        };
+    }
+    poll_for_lock(file, path, exclusive, started, timeout)
+}
+
+fn try_lock(file: &File, path: &Path, exclusive: bool) -> Result<bool> {
+    let attempt = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match attempt {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(FsError::io(path, e)),
+    }
+}
+
+fn poll_for_lock(
+    file: &File,
+    path: &Path,
+    exclusive: bool,
+    started: Instant,
+    timeout: Option<Duration>,
+) -> Result<()> {
     let mut pause = Duration::from_micros(50);
     loop {
-        let attempt = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
-        match attempt {
-            Ok(()) => return Ok(()),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => return Err(FsError::io(path, e)),
+        if try_lock(file, path, exclusive)? {
+            return Ok(());
         }
         let waited = started.elapsed();
         if let Some(limit) = timeout
@@ -151,6 +188,37 @@ mod tests {
         assert!(!held.is_at(&path));
         let other = FolderLock::acquire(&path, Some(Duration::from_millis(30))).unwrap();
         assert!(other.is_at(&path) && !held.is_at(&path));
+    }
+
+    /// A waiter blocked in the kernel takes the lock as soon as it is free, not at the end of
+    /// a sleep, and still times out when it is not.
+    #[test]
+    fn a_waiter_takes_the_lock_when_it_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let held = FolderLock::acquire(&path, None).unwrap();
+        let started = Instant::now();
+        let late = FolderLock::acquire(&path, Some(Duration::from_millis(40)));
+        let waited = started.elapsed();
+        assert!(matches!(late, Err(FsError::Timeout { .. })));
+        assert!(waited >= Duration::from_millis(40) && waited < Duration::from_millis(400));
+        let released = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let mark = released.clone();
+        let holder = std::thread::spawn(move || {
+            sleep(Duration::from_millis(30));
+            *mark.lock().unwrap() = Some(Instant::now());
+            drop(held);
+        });
+        let got = FolderLock::acquire(&path, Some(Duration::from_secs(10))).unwrap();
+        let after = released.lock().unwrap().expect("released").elapsed();
+        holder.join().unwrap();
+        drop(got);
+        #[cfg(target_os = "linux")]
+        assert!(
+            after < Duration::from_millis(20),
+            "took the lock {after:?} after it was released"
+        );
+        let _ = after;
     }
 
     #[test]

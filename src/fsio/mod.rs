@@ -6,13 +6,17 @@
 //! sees either the old content or the new, never a mix.
 
 mod atomic;
+#[cfg(target_os = "linux")]
+mod block;
 mod fork;
+mod fstype;
 mod lock;
 mod parsed;
 mod stamp;
 
 pub use atomic::{append_line, atomic_write, fsync_dir, is_temp_name};
 pub use fork::fork_epoch;
+pub use fstype::is_local_fs;
 pub use lock::{FolderLock, wait_for_lock};
 pub use parsed::ParsedFiles;
 pub use stamp::FileStamp;

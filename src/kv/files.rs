@@ -94,56 +94,27 @@ pub(super) fn oldest_log(dir: &Path) -> Option<u64> {
         .min()
 }
 
-/// Whether an open log has been removed from the directory. (On NFS a file removed by
-/// another process of the same client is renamed instead; the record naming the next
-/// generation, which compaction appends before removing a log, is what readers follow there.)
+/// The log's length and whether it has been removed from the directory, in one `fstat`
+/// (every operation asks; `File::metadata` would ask `statx` for fields nobody reads). (On
+/// NFS a file removed by another process of the same client is renamed instead; the record
+/// naming the next generation, which compaction appends before removing a log, is what
+/// readers follow there.)
 #[cfg(unix)]
-pub(super) fn log_removed(meta: &fs::Metadata) -> bool {
-    std::os::unix::fs::MetadataExt::nlink(meta) == 0
+pub(super) fn log_state(log: &File) -> std::io::Result<(u64, bool)> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: the descriptor is borrowed from `log`; `st` is a writable stat buffer.
+    if unsafe { libc::fstat(log.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_size as u64, st.st_nlink == 0))
 }
 
 #[cfg(not(unix))]
-pub(super) fn log_removed(_meta: &fs::Metadata) -> bool {
-    false
-}
-
-/// Whether `dir` is on a filesystem known to be local (ext4, xfs, btrfs, tmpfs, …), where a
-/// write is visible to every process as soon as it returns.
-#[cfg(target_os = "linux")]
-pub(super) fn is_local_fs(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    const LOCAL: [i64; 11] = [
-        0xEF53,     // ext2/3/4
-        0x58465342, // xfs
-        0x9123683E, // btrfs
-        0x01021994, // tmpfs
-        0x794C7630, // overlayfs
-        0x2FC12FC1, // zfs
-        0xF2F52010, // f2fs
-        0xCA451A4E, // bcachefs
-        0x52654973, // reiserfs
-        0x3153464A, // jfs
-        0x858458F6, // ramfs
-    ];
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: `path` is a valid C string and `st` a writable statfs buffer.
-    let rc = unsafe { libc::statfs(path.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return false;
-    }
-    // SAFETY: statfs succeeded, so it filled `st`.
-    // f_type is i64 on some targets and 32-bit on others.
-    #[allow(clippy::unnecessary_cast)]
-    let f_type = unsafe { st.assume_init() }.f_type as i64;
-    LOCAL.contains(&f_type)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(super) fn is_local_fs(_dir: &Path) -> bool {
-    false
+pub(super) fn log_state(log: &File) -> std::io::Result<(u64, bool)> {
+    Ok((log.metadata()?.len(), false))
 }
 
 /// `len` bytes from `offset`, by positional reads: the file offset is never moved, so no

@@ -596,9 +596,10 @@ impl KvStore {
         let Some((mode, filename, value)) = found else {
             return Ok(default);
         };
-        if let Some(v) = kv_values::decode_inline(py, mode, &filename, &value)? {
-            return Ok(v);
-        }
+        let value = match kv_values::decode_inline(py, mode, &filename, value)? {
+            Ok(decoded) => return Ok(decoded),
+            Err(value) => value,
+        };
         let value = match value {
             Val::Null => None,
             v => Some(from_val(py, v)?),

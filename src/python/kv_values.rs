@@ -42,6 +42,35 @@ pub struct Deferred {
     pub value: Option<Py<PyAny>>,
 }
 
+/// `Disk.hash(key)` (which picks a FanoutCache's shard) with the default `Disk`: computed here
+/// for raw keys, by `fallback` (the Disk's own `hash`) for the keys it pickles.
+#[pyclass(module = "candlecache._core", frozen)]
+pub struct KeyHasher {
+    fallback: Py<PyAny>,
+}
+
+#[pymethods]
+impl KeyHasher {
+    #[new]
+    fn new(fallback: Py<PyAny>) -> Self {
+        KeyHasher { fallback }
+    }
+
+    fn __call__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        const MASK: u32 = 0xFFFF_FFFF;
+        let hash = match raw_key(key) {
+            Some(Val::Blob(b)) => adler2::adler32_slice(&b) & MASK,
+            Some(Val::Text(s)) => adler2::adler32_slice(s.as_bytes()) & MASK,
+            // Python's `%` by a positive number is never negative.
+            Some(Val::Int(i)) => (i as i128).rem_euclid(MASK as i128) as u32,
+            Some(Val::Float(f)) => adler2::adler32_slice(&f.to_be_bytes()) & MASK,
+            // NaN, which the index stores as NULL, and pickled keys: Disk.hash decides.
+            _ => return Ok(self.fallback.bind(py).call1((key,))?.unbind()),
+        };
+        Ok(hash.into_pyobject(py)?.into_any().unbind())
+    }
+}
+
 /// `Disk.put(key)` for the keys diskcache stores as they are (`raw`): exact `str`, `bytes`,
 /// `float`, and `int` within 64 bits. None for any other key (it is pickled).
 pub fn raw_key(obj: &Bound<'_, PyAny>) -> Option<Val> {
@@ -123,36 +152,46 @@ fn may_be_frame(value: &Bound<'_, PyAny>) -> PyResult<bool> {
         .any(|m| module.starts_with(m)))
 }
 
-/// `Disk.fetch(mode, None, value, False)` for a value kept in the log; None for a row whose
-/// value is in a file, or of a mode the engine does not know.
+/// `Disk.fetch(mode, None, value, False)` for a value kept in the log, or the value back for
+/// a row whose value is in a file, or of a mode the engine does not know.
 pub fn decode_inline(
     py: Python<'_>,
     mode: u8,
     filename: &Option<String>,
-    value: &Val,
-) -> PyResult<Option<Py<PyAny>>> {
+    value: Val,
+) -> PyResult<Result<Py<PyAny>, Val>> {
     if filename.is_some() {
-        return Ok(None);
+        return Ok(Err(value));
     }
     match (mode, value) {
-        (MODE_RAW, v) => Ok(Some(super::kv::from_val(py, v.clone())?)),
+        (MODE_RAW, v) => Ok(Ok(super::kv::from_val(py, v)?)),
         (MODE_PICKLE, Val::Blob(b)) => {
-            let loaded = loads(py)?.call1((PyBytes::new(py, b),))?;
-            Ok(Some(loaded.unbind()))
+            let loaded = loads(py)?.call1((PyBytes::new(py, &b),))?;
+            Ok(Ok(loaded.unbind()))
         }
-        _ => Ok(None),
+        (_, v) => Ok(Err(v)),
     }
+}
+
+static CLOCK: PyOnceLock<(Py<PyModule>, Py<PyAny>)> = PyOnceLock::new();
+
+/// Remember the real `time.time`, when `_core` is imported: `now` tells a replaced one by it.
+pub fn init_clock(py: Python<'_>) -> PyResult<()> {
+    CLOCK.get_or_try_init(py, || -> PyResult<_> {
+        let module = py.import("time")?;
+        let original = module.getattr("time")?.unbind();
+        Ok((module.unbind(), original))
+    })?;
+    Ok(())
 }
 
 /// `time.time()`, read from the system clock unless `time.time` has been replaced (by a
 /// test's fake clock, freezegun, ...): diskcache's expiry follows such clocks, so this does too.
 pub fn now(py: Python<'_>) -> PyResult<f64> {
-    static TIME: PyOnceLock<(Py<PyModule>, Py<PyAny>)> = PyOnceLock::new();
-    let (module, original) = TIME.get_or_try_init(py, || -> PyResult<_> {
-        let module = py.import("time")?;
-        let original = module.getattr("time")?.unbind();
-        Ok((module.unbind(), original))
-    })?;
+    init_clock(py)?;
+    let Some((module, original)) = CLOCK.get(py) else {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err("clock not initialised"));
+    };
     let current = module.bind(py).getattr("time")?;
     if current.is(original) {
         return Ok(std::time::SystemTime::now()

@@ -20,7 +20,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<arrow::ArrowStream>()?;
     m.add_class::<kv::KvStore>()?;
     m.add_class::<kv_values::Deferred>()?;
+    m.add_class::<kv_values::KeyHasher>()?;
     m.add("KV_SLOW", kv_values::slow(m.py()))?;
+    kv_values::init_clock(m.py())?;
     m.add_class::<hot::PyHotTier>()?;
     m.add_function(wrap_pyfunction!(kv::crc32, m)?)?;
     m.add_function(wrap_pyfunction!(frames::write_frame, m)?)?;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{
-    HEAD_NAME, LOCK_NAME, init_head, io_err, is_local_fs, log_name, log_removed, open_log, read_at,
-    read_head, read_range,
+    HEAD_NAME, LOCK_NAME, init_head, io_err, log_name, log_state, open_log, read_at, read_head,
+    read_range,
 };
 use super::index::{F, Index, KeyId, Row};
 use super::record::{self, Next, Reader};
@@ -16,6 +16,8 @@ use super::value::Val;
 use super::{KvError, Result};
 use crate::fsio;
 
+/// The setting that makes every acknowledged write durable (see `sync_durable`).
+const DURABLE: &str = "durable";
 /// Values whose encoding is at most this long stay in memory, while the values in memory
 /// total under `INLINE_BUDGET`; the others are read from the log when asked for.
 const INLINE_MAX: usize = 4096;
@@ -117,6 +119,12 @@ pub struct Store {
     /// record still being appended is recognised by its framing. Network filesystems revalidate
     /// their caches only when a lock is taken, so there every read locks.
     unlocked_reads: bool,
+    /// Records appended under the lock that `durable` wants on stable storage before the
+    /// call returns: synced once the lock is released (see `sync_durable`).
+    unsynced: bool,
+    /// The directory has been flushed once by this handle with `durable` on (it names the log
+    /// and HEAD, which may be new).
+    dir_synced: bool,
 }
 
 impl Store {
@@ -154,8 +162,10 @@ impl Store {
             pending: None,
             held: None,
             compact_after_commit: false,
-            unlocked_reads: is_local_fs(dir)
+            unlocked_reads: fsio::is_local_fs(dir)
                 && std::env::var_os("CANDLECACHE_LOCKED_READS").is_none(),
+            unsynced: false,
+            dir_synced: false,
         };
         store.with_lock(false, |_| Ok(()))?;
         Ok(store)
@@ -237,7 +247,30 @@ impl Store {
         }
         self.held = None;
         let _ = self.lock_file.unlock();
-        result
+        let synced = self.sync_durable();
+        result.and_then(|r| synced.map(|()| r))
+    }
+
+    /// Whether the cache's `durable` setting is on: every acknowledged write is on stable
+    /// storage before the call returns.
+    fn durable(&self) -> bool {
+        matches!(self.index.settings.get(DURABLE), Some(Val::Int(v)) if *v != 0)
+    }
+
+    /// With `durable` on, flush the records this handle appended (`fdatasync`), after the lock
+    /// is released: other processes append meanwhile, and one flush carries all the records
+    /// written before it, so concurrent writers share flushes (group commit) instead of
+    /// queueing behind each other's under the lock.
+    fn sync_durable(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.unsynced) {
+            let path = self.dir.join(log_name(self.generation));
+            self.log.sync_data().map_err(io_err(&path))?;
+            if !self.dir_synced {
+                fsio::fsync_dir(&self.dir)?;
+                self.dir_synced = true;
+            }
+        }
+        Ok(())
     }
 
     /// Begin or nest an explicit transaction (the exclusive lock held across calls).
@@ -288,6 +321,7 @@ impl Store {
                     .map_err(io_err(&path))
                     .and_then(|_| {
                         self.pos += framed.len() as u64;
+                        self.unsynced |= self.durable();
                         if std::mem::take(&mut self.compact_after_commit) {
                             self.compact()
                         } else {
@@ -305,7 +339,8 @@ impl Store {
         };
         self.held = None;
         let _ = self.lock_file.unlock();
-        result
+        let synced = self.sync_durable();
+        result.and(synced)
     }
 
     pub fn in_txn(&self) -> bool {
@@ -332,16 +367,14 @@ impl Store {
             if std::mem::take(&mut self.fresh) {
                 self.load_snapshot();
             }
-            let meta = self.log.metadata().map_err(io_err(&self.dir))?;
-            let len = meta.len();
+            let (len, removed) = log_state(&self.log).map_err(io_err(&self.dir))?;
             if len < self.pos {
                 // Cannot shrink in normal operation: reload from scratch.
                 self.reload(self.generation)?;
                 continue;
             }
             if len == self.pos {
-                if log_removed(&meta)
-                    && let Some(head) = read_head(&self.dir).filter(|&h| h > self.generation)
+                if removed && let Some(head) = read_head(&self.dir).filter(|&h| h > self.generation)
                 {
                     // The log was removed without a record naming the next generation in it
                     // (which compaction always appends first): follow HEAD rather than write
@@ -653,6 +686,8 @@ impl Store {
         let payload = &buf[record::HEADER..];
         let _ = apply(&mut self.index, payload, base, buf.len() as u64);
         self.pos += buf.len() as u64;
+        // Read after applying: the record may be the one that turns `durable` on.
+        self.unsynced |= self.durable();
         Ok(())
     }
 
@@ -1153,14 +1188,20 @@ impl Store {
             }
         }
         let new_path = self.dir.join(log_name(next));
-        fsio::atomic_write(&new_path, false, |f| f.write_all(&buf))?;
+        let durable = self.durable();
+        // Durable: the new log and HEAD are flushed (with their directory) before the record
+        // naming the new generation, and that record before the old log goes.
+        fsio::atomic_write(&new_path, durable, |f| f.write_all(&buf))?;
         let mut generation_rec = Vec::new();
         record::frame(&generation_payload(next), &mut generation_rec);
         self.log
             .write_all(&generation_rec)
             .map_err(io_err(&self.dir))?;
+        if durable {
+            self.log.sync_data().map_err(io_err(&self.dir))?;
+        }
         let head = self.dir.join(HEAD_NAME);
-        fsio::atomic_write(&head, false, |f| f.write_all(next.to_string().as_bytes()))?;
+        fsio::atomic_write(&head, durable, |f| f.write_all(next.to_string().as_bytes()))?;
         let old = self.generation;
         self.reload(next)?;
         self.sync()?;

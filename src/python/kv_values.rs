@@ -190,7 +190,9 @@ pub fn init_clock(py: Python<'_>) -> PyResult<()> {
 pub fn now(py: Python<'_>) -> PyResult<f64> {
     init_clock(py)?;
     let Some((module, original)) = CLOCK.get(py) else {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err("clock not initialised"));
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "clock not initialised",
+        ));
     };
     let current = module.bind(py).getattr("time")?;
     if current.is(original) {

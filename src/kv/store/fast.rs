@@ -2,7 +2,8 @@
 //! and `delete` do with python-diskcache's default `Disk` and a raw key, each in one call
 //! under one lock, handing back only what the caller needs.
 
-use super::{NewRow, Policy, Result, Store, del_payload};
+use super::payload::del_payload;
+use super::{NewRow, Policy, Result, Store};
 use crate::kv::Val;
 
 /// diskcache's `MODE_RAW`: the value is the column itself (str, bytes, int, float).

@@ -1,5 +1,7 @@
 //! Unit tests of the store: several handles on one directory, damage, snapshots, culling.
 use super::*;
+use crate::kv::files::HEAD_NAME;
+use crate::kv::snapshot::idx_name;
 use crate::kv::value::noise;
 
 fn row(key: i64, value: Val) -> NewRow {

@@ -14,25 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
-use super::record::Short;
+use super::record::{Reader, Short};
+use super::row::Fields;
 use super::snapshot::{Lazy, Taken};
 use super::value::Val;
 
 #[derive(Clone, Debug)]
 pub struct Row {
     pub rowid: u64,
-    pub key: Val,
-    pub raw: bool,
-    /// `key.stable_hash(raw)`, worked out once (snapshots group rows by it).
+    /// `f.key.stable_hash(f.raw)`, worked out once (snapshots group rows by it).
     pub hash: u64,
-    pub store_time: f64,
-    pub expire_time: Option<f64>,
-    pub access_time: f64,
-    pub access_count: i64,
-    pub tag: Val,
-    pub size: i64,
-    pub mode: u8,
-    pub filename: Option<String>,
+    pub f: Fields,
     /// The log record that holds this row: where its frame starts and how long it is.
     pub record: u64,
     pub record_len: u64,
@@ -44,6 +36,23 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row as put records and snapshot rows begin: its rowid, then its fields. Where its
+    /// value is in the log, and the value itself, are the caller's to fill in.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Row, Short> {
+        let rowid = r.u64()?;
+        let f = Fields::decode(r)?;
+        Ok(Row {
+            rowid,
+            hash: f.key.stable_hash(f.raw),
+            f,
+            record: 0,
+            record_len: 0,
+            value_at: 0,
+            value_len: 0,
+            inline: None,
+        })
+    }
+
     /// Bytes of this row's value kept in memory.
     pub fn inline_len(&self) -> usize {
         self.inline.as_ref().map_or(0, Val::heap_len)
@@ -141,12 +150,12 @@ impl Index {
         };
         for row in taken.stale {
             // In the snapshot's totals, but replaced or deleted since.
-            self.size -= row.size;
+            self.size -= row.f.size;
             self.live_bytes = self.live_bytes.saturating_sub(row.record_len);
         }
         for row in taken.rows {
             // The totals already count the snapshot's rows: index the row without them.
-            let id: KeyId = (row.key.clone(), row.raw);
+            let id: KeyId = (row.f.key.clone(), row.f.raw);
             self.insert(id, row);
         }
         if self.lazy.as_ref().is_some_and(Lazy::is_done) {
@@ -240,9 +249,9 @@ impl Index {
 
     /// Insert or replace a row; returns the row it replaced, if that was in memory.
     pub fn put(&mut self, row: Row) -> Option<Row> {
-        let id: KeyId = (row.key.clone(), row.raw);
+        let id: KeyId = (row.f.key.clone(), row.f.raw);
         let old = self.remove(&id);
-        self.size += row.size;
+        self.size += row.f.size;
         self.live_bytes += row.record_len;
         self.inline_bytes += row.inline_len();
         self.insert(id, row);
@@ -255,7 +264,7 @@ impl Index {
         if let Some(k) = self.by_key.as_mut() {
             k.insert(id.clone());
         }
-        if let Some(e) = row.expire_time {
+        if let Some(e) = row.f.expire_time {
             self.by_expiry.insert((F(e), row.rowid));
         }
         self.rows.insert(id, row);
@@ -265,13 +274,13 @@ impl Index {
         self.shadow(id);
         let row = self.rows.remove(id)?;
         self.inline_bytes = self.inline_bytes.saturating_sub(row.inline_len());
-        self.size -= row.size;
+        self.size -= row.f.size;
         self.live_bytes = self.live_bytes.saturating_sub(row.record_len);
         self.by_rowid.remove(&row.rowid);
         if let Some(k) = self.by_key.as_mut() {
             k.remove(id);
         }
-        if let Some(e) = row.expire_time {
+        if let Some(e) = row.f.expire_time {
             self.by_expiry.remove(&(F(e), row.rowid));
         }
         Some(row)
@@ -302,8 +311,8 @@ impl Index {
             return;
         }
         if let Some(r) = self.rows.get_mut(id) {
-            r.access_time = access_time;
-            r.access_count = access_count;
+            r.f.access_time = access_time;
+            r.f.access_count = access_count;
         }
     }
 
@@ -313,10 +322,10 @@ impl Index {
             return;
         }
         if let Some(r) = self.rows.get_mut(id) {
-            if let Some(e) = r.expire_time {
+            if let Some(e) = r.f.expire_time {
                 self.by_expiry.remove(&(F(e), r.rowid));
             }
-            r.expire_time = expire_time;
+            r.f.expire_time = expire_time;
             if let Some(e) = expire_time {
                 self.by_expiry.insert((F(e), r.rowid));
             }

@@ -56,10 +56,12 @@ mod files;
 pub mod frame;
 pub mod index;
 pub mod record;
+mod row;
 pub mod snapshot;
 pub mod store;
 pub mod value;
 
+pub use row::Fields;
 pub use store::{NewRow, Policy, RowOut, Store};
 pub use value::Val;
 

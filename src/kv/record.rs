@@ -97,6 +97,12 @@ impl<'a> Reader<'a> {
     pub fn f64(&mut self) -> Result<f64, Short> {
         Ok(f64::from_bits(self.u64()?))
     }
+
+    /// An optional time, written by `put_opt_f64`.
+    pub fn opt_f64(&mut self) -> Result<Option<f64>, Short> {
+        let f = self.f64()?;
+        Ok((!f.is_nan()).then_some(f))
+    }
 }
 
 pub fn put_u8(out: &mut Vec<u8>, v: u8) {
@@ -113,6 +119,11 @@ pub fn put_i64(out: &mut Vec<u8>, v: i64) {
 
 pub fn put_f64(out: &mut Vec<u8>, v: f64) {
     out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+/// An optional time (an expiry): `None` is written as NaN, which no time is.
+pub fn put_opt_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    put_f64(out, v.unwrap_or(f64::NAN));
 }
 
 pub fn put_val(out: &mut Vec<u8>, v: &Val) {

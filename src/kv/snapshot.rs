@@ -23,7 +23,6 @@ use std::io::Read;
 use std::path::Path;
 
 use super::files::read_at;
-use super::store::decode_fields;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -236,17 +235,17 @@ impl Lazy {
         let mut patches = self.patches.remove(&b).unwrap_or_default();
         for mut row in decode_bucket(bucket, bytes)? {
             if !patches.is_empty()
-                && let Some(p) = patches.remove(&(row.key.clone(), row.raw))
+                && let Some(p) = patches.remove(&(row.f.key.clone(), row.f.raw))
             {
                 if let Some(e) = p.expire_time {
-                    row.expire_time = e;
+                    row.f.expire_time = e;
                 }
                 if let Some((t, c)) = p.access {
-                    row.access_time = t;
-                    row.access_count = c;
+                    row.f.access_time = t;
+                    row.f.access_count = c;
                 }
             }
-            if !shadowed.is_empty() && shadowed.contains(&(row.key.clone(), row.raw)) {
+            if !shadowed.is_empty() && shadowed.contains(&(row.f.key.clone(), row.f.raw)) {
                 taken.stale.push(row);
             } else {
                 taken.rows.push(row);
@@ -335,7 +334,7 @@ pub fn encode(
             encode_row(row, body);
             n += 1;
             max_rowid = max_rowid.max(row.rowid);
-            if let Some(e) = row.expire_time
+            if let Some(e) = row.f.expire_time
                 && (min_expire.is_nan() || e < min_expire)
             {
                 min_expire = e;
@@ -451,7 +450,7 @@ fn parse_head(head: &[u8], generation: u64, body_start: u64, file_len: u64) -> R
         let end = body_start.checked_add(r.u64()?).ok_or(Short)?;
         let rows = r.u64()? as usize;
         let max_rowid = r.u64()?;
-        let min_expire = r.f64()?;
+        let min_expire = r.opt_f64()?;
         let crc = r.u64()? as u32;
         if end < start || end > file_len || rows as u64 > end - start {
             return Err(Short);
@@ -461,7 +460,7 @@ fn parse_head(head: &[u8], generation: u64, body_start: u64, file_len: u64) -> R
             end,
             rows,
             max_rowid,
-            min_expire: (!min_expire.is_nan()).then_some(min_expire),
+            min_expire,
             crc,
             loaded: false,
         });
@@ -489,23 +488,11 @@ fn decode_bucket(bucket: &Bucket, bytes: &[u8]) -> Result<Vec<Row>, Short> {
     (0..bucket.rows).map(|_| decode_row(&mut r)).collect()
 }
 
-/// A row's fields as `put_payload` writes them (read back by `decode_fields`), then where
+/// A row's rowid and fields as a put record begins (read back by `Row::decode`), then where
 /// its value is in the log.
 fn encode_row(row: &Row, out: &mut Vec<u8>) {
     record::put_u64(out, row.rowid);
-    row.key.encode(out);
-    record::put_u8(out, row.raw as u8);
-    record::put_f64(out, row.store_time);
-    record::put_f64(out, row.expire_time.unwrap_or(f64::NAN));
-    record::put_f64(out, row.access_time);
-    record::put_i64(out, row.access_count);
-    row.tag.encode(out);
-    record::put_i64(out, row.size);
-    record::put_u8(out, row.mode);
-    match &row.filename {
-        Some(f) => Val::Text(f.clone()).encode(out),
-        None => Val::Null.encode(out),
-    }
+    row.f.encode(out);
     record::put_u64(out, row.record);
     record::put_u64(out, row.record_len);
     record::put_u64(out, u64::from(row.value_at));
@@ -513,7 +500,7 @@ fn encode_row(row: &Row, out: &mut Vec<u8>) {
 }
 
 fn decode_row(r: &mut Reader<'_>) -> Result<Row, Short> {
-    let mut row = decode_fields(r)?;
+    let mut row = Row::decode(r)?;
     row.record = r.u64()?;
     row.record_len = r.u64()?;
     row.value_at = u32::try_from(r.u64()?).map_err(|_| Short)?;

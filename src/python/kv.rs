@@ -15,7 +15,7 @@ use super::errors::fs_to_py;
 use super::kv_values::{self, Deferred};
 use crate::fsio::{FsError, fork_epoch};
 use crate::kv::store::fast::{Cull, Incr};
-use crate::kv::{KvError, NewRow, Policy, RowOut, Store, Val};
+use crate::kv::{Fields, KvError, NewRow, Policy, RowOut, Store, Val};
 
 fn to_py_err(py: Python<'_>, e: KvError) -> PyErr {
     match e {
@@ -65,7 +65,7 @@ pub(super) fn from_val(py: Python<'_>, v: Val) -> PyResult<Py<PyAny>> {
 }
 
 fn row_out(py: Python<'_>, out: RowOut) -> PyResult<Py<PyAny>> {
-    let (rowid, r) = (out.rowid, out.row);
+    let (rowid, r, value) = (out.rowid, out.row.f, out.row.value);
     let items: Vec<Py<PyAny>> = vec![
         rowid.into_pyobject(py)?.into_any().unbind(),
         from_val(py, r.key)?,
@@ -84,7 +84,7 @@ fn row_out(py: Python<'_>, out: RowOut) -> PyResult<Py<PyAny>> {
             Some(f) => f.into_pyobject(py)?.into_any().unbind(),
             None => py.None(),
         },
-        from_val(py, r.value)?,
+        from_val(py, value)?,
     ];
     Ok(PyTuple::new(py, items)?.into_any().unbind())
 }
@@ -420,16 +420,18 @@ impl KvStore {
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let size_limit = bytes_limit(size_limit);
         let row = NewRow {
-            key: to_val(key)?,
-            raw,
-            store_time,
-            expire_time,
-            access_time,
-            access_count,
-            tag: to_val(tag)?,
-            size,
-            mode,
-            filename,
+            f: Fields {
+                key: to_val(key)?,
+                raw,
+                store_time,
+                expire_time,
+                access_time,
+                access_count,
+                tag: to_val(tag)?,
+                size,
+                mode,
+                filename,
+            },
             value: to_val(value)?,
         };
         let p = policy(policy_name)?;
@@ -590,7 +592,7 @@ impl KvStore {
         let now = kv_values::now(py)?;
         let found = self.run_retry(py, retry, |s| {
             s.lookup_map(&key, true, now, p, stats, |r, v| {
-                (r.mode, r.filename.clone(), v)
+                (r.f.mode, r.f.filename.clone(), v)
             })
         })?;
         let Some((mode, filename, value)) = found else {
@@ -648,16 +650,18 @@ impl KvStore {
         let tag = to_val(tag)?;
         let now = kv_values::now(py)?;
         let row = NewRow {
-            key,
-            raw: true,
-            store_time: now,
-            expire_time: expire.map(|e| now + e),
-            access_time: now,
-            access_count: 0,
-            tag,
-            size: 0,
-            mode,
-            filename: None,
+            f: Fields {
+                key,
+                raw: true,
+                store_time: now,
+                expire_time: expire.map(|e| now + e),
+                access_time: now,
+                access_count: 0,
+                tag,
+                size: 0,
+                mode,
+                filename: None,
+            },
             value,
         };
         let names = self.run_retry(py, retry, |s| s.set_row(row.clone(), cull))?;

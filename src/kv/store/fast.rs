@@ -4,7 +4,7 @@
 
 use super::payload::del_payload;
 use super::{NewRow, Policy, Result, Store};
-use crate::kv::Val;
+use crate::kv::{Fields, Val};
 
 /// diskcache's `MODE_RAW`: the value is the column itself (str, bytes, int, float).
 pub const MODE_RAW: u8 = 1;
@@ -68,12 +68,12 @@ impl Store {
     /// this made unreferenced (the replaced row's and the culled rows').
     pub fn set_row(&mut self, row: NewRow, cull: Cull) -> Result<Vec<String>> {
         self.with_lock(true, |s| {
-            s.load(&row.key, row.raw)?;
-            let now = row.store_time;
+            s.load(&row.f.key, row.f.raw)?;
+            let now = row.f.store_time;
             let mut names: Vec<String> = s
                 .index
-                .get(&row.key, row.raw)
-                .and_then(|r| r.filename.clone())
+                .get(&row.f.key, row.f.raw)
+                .and_then(|r| r.f.filename.clone())
                 .into_iter()
                 .collect();
             s.append_put(row)?;
@@ -104,7 +104,7 @@ impl Store {
             s.load(key, true)?;
             // diskcache's incr takes a row expiring exactly now as live.
             let row = s.index.get(key, true);
-            let live = row.filter(|r| r.expire_time.is_none_or(|e| e >= now));
+            let live = row.filter(|r| r.f.expire_time.is_none_or(|e| e >= now));
             let Some(r) = live else {
                 let Some(value) = default.and_then(|d| d.add(delta)) else {
                     return Ok(if default.is_none() {
@@ -114,24 +114,26 @@ impl Store {
                     });
                 };
                 let mut names: Vec<String> =
-                    row.and_then(|r| r.filename.clone()).into_iter().collect();
+                    row.and_then(|r| r.f.filename.clone()).into_iter().collect();
                 s.append_put(NewRow {
-                    key: key.clone(),
-                    raw: true,
-                    store_time: now,
-                    expire_time: None,
-                    access_time: now,
-                    access_count: 0,
-                    tag: Val::Null,
-                    size: 0,
-                    mode: MODE_RAW,
-                    filename: None,
+                    f: Fields {
+                        key: key.clone(),
+                        raw: true,
+                        store_time: now,
+                        expire_time: None,
+                        access_time: now,
+                        access_count: 0,
+                        tag: Val::Null,
+                        size: 0,
+                        mode: MODE_RAW,
+                        filename: None,
+                    },
                     value: value.val(),
                 })?;
                 s.cull_into(now, cull, &mut names)?;
                 return Ok(Incr::Done(value, names));
             };
-            if r.mode != MODE_RAW {
+            if r.f.mode != MODE_RAW {
                 return Ok(Incr::Unsupported);
             }
             let current = match &r.inline {
@@ -142,21 +144,18 @@ impl Store {
                 return Ok(Incr::Unsupported);
             };
             let (access_time, access_count) = match cull.policy {
-                Policy::LeastRecentlyUsed => (now, r.access_count),
-                Policy::LeastFrequentlyUsed => (r.access_time, r.access_count + 1),
-                _ => (r.access_time, r.access_count),
+                Policy::LeastRecentlyUsed => (now, r.f.access_count),
+                Policy::LeastFrequentlyUsed => (r.f.access_time, r.f.access_count + 1),
+                _ => (r.f.access_time, r.f.access_count),
             };
             let row = NewRow {
-                key: r.key.clone(),
-                raw: true,
-                store_time: now,
-                expire_time: r.expire_time,
-                access_time,
-                access_count,
-                tag: r.tag.clone(),
-                size: r.size,
-                mode: r.mode,
-                filename: r.filename.clone(),
+                f: Fields {
+                    raw: true,
+                    store_time: now,
+                    access_time,
+                    access_count,
+                    ..r.f.clone()
+                },
                 value: value.val(),
             };
             s.append_put(row)?;
@@ -175,7 +174,7 @@ impl Store {
         self.with_lock(true, |s| {
             s.load(key, raw)?;
             let name = match s.index.get(key, raw) {
-                Some(r) if r.expire_time.is_none_or(|e| e > now) => r.filename.clone(),
+                Some(r) if r.f.expire_time.is_none_or(|e| e > now) => r.f.filename.clone(),
                 _ => return Ok(None),
             };
             s.append(&[del_payload(key, raw)])?;
@@ -226,16 +225,18 @@ mod tests {
         ));
         let text = Val::Text("t".into());
         s.put(NewRow {
-            key: text.clone(),
-            raw: true,
-            store_time: 1.0,
-            expire_time: None,
-            access_time: 1.0,
-            access_count: 0,
-            tag: Val::Null,
-            size: 0,
-            mode: MODE_RAW,
-            filename: None,
+            f: Fields {
+                key: text.clone(),
+                raw: true,
+                store_time: 1.0,
+                expire_time: None,
+                access_time: 1.0,
+                access_count: 0,
+                tag: Val::Null,
+                size: 0,
+                mode: MODE_RAW,
+                filename: None,
+            },
             value: Val::Text("x".into()),
         })
         .unwrap();
@@ -252,16 +253,18 @@ mod tests {
         let (_d, mut s) = open();
         let k = Val::Blob(b"k".to_vec());
         let row = |expire: Option<f64>, file: Option<&str>| NewRow {
-            key: k.clone(),
-            raw: true,
-            store_time: 1.0,
-            expire_time: expire,
-            access_time: 1.0,
-            access_count: 0,
-            tag: Val::Null,
-            size: 3,
-            mode: 2,
-            filename: file.map(str::to_owned),
+            f: Fields {
+                key: k.clone(),
+                raw: true,
+                store_time: 1.0,
+                expire_time: expire,
+                access_time: 1.0,
+                access_count: 0,
+                tag: Val::Null,
+                size: 3,
+                mode: 2,
+                filename: file.map(str::to_owned),
+            },
             value: Val::Null,
         };
         s.put(row(Some(5.0), Some("a/b/c.val"))).unwrap();

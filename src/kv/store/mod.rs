@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::files::{LOCK_NAME, init_head, io_err, log_name, open_log, read_head};
 use super::index::Index;
 use super::record;
+use super::row::Fields;
 use super::value::Val;
 use super::{KvError, Result};
 use crate::fsio;
@@ -25,9 +26,6 @@ mod read;
 mod snapshots;
 mod sync;
 mod write;
-
-/// Snapshots store rows with the fields of a put record, read back the same way.
-pub(super) use payload::decode_fields;
 
 /// The setting that makes every acknowledged write durable (see `sync_durable`).
 const DURABLE: &str = "durable";
@@ -61,19 +59,10 @@ pub struct RowOut {
     pub row: NewRow,
 }
 
-/// The fields of a row: what `put` stores and what reads hand out (in `RowOut`).
+/// A row's fields and its value: what `put` stores and what reads hand out (in `RowOut`).
 #[derive(Clone, Debug)]
 pub struct NewRow {
-    pub key: Val,
-    pub raw: bool,
-    pub store_time: f64,
-    pub expire_time: Option<f64>,
-    pub access_time: f64,
-    pub access_count: i64,
-    pub tag: Val,
-    pub size: i64,
-    pub mode: u8,
-    pub filename: Option<String>,
+    pub f: Fields,
     pub value: Val,
 }
 

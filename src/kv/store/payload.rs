@@ -9,55 +9,12 @@ use crate::kv::record::{self, Next, Reader};
 use crate::kv::value::Val;
 
 pub(super) fn put_payload(rowid: u64, r: &NewRow) -> Vec<u8> {
-    let mut p = Vec::with_capacity(96 + r.value.heap_len() + r.key.heap_len());
+    let mut p = Vec::with_capacity(96 + r.value.heap_len() + r.f.key.heap_len());
     record::put_u8(&mut p, record::OP_PUT);
     record::put_u64(&mut p, rowid);
-    r.key.encode(&mut p);
-    record::put_u8(&mut p, r.raw as u8);
-    record::put_f64(&mut p, r.store_time);
-    record::put_f64(&mut p, r.expire_time.unwrap_or(f64::NAN));
-    record::put_f64(&mut p, r.access_time);
-    record::put_i64(&mut p, r.access_count);
-    r.tag.encode(&mut p);
-    record::put_i64(&mut p, r.size);
-    record::put_u8(&mut p, r.mode);
-    match &r.filename {
-        Some(f) => Val::Text(f.clone()).encode(&mut p),
-        None => Val::Null.encode(&mut p),
-    }
+    r.f.encode(&mut p);
     r.value.encode(&mut p);
     p
-}
-
-/// A row's fields as `put_payload` writes them after the op byte, from the rowid up to the
-/// value; snapshots store rows with the same fields in the same order. The row's place in
-/// the log and its value are the caller's to fill in.
-pub(in crate::kv) fn decode_fields(r: &mut Reader<'_>) -> std::result::Result<Row, record::Short> {
-    let rowid = r.u64()?;
-    let key = Val::decode(r)?;
-    let raw = r.u8()? != 0;
-    Ok(Row {
-        rowid,
-        hash: key.stable_hash(raw),
-        key,
-        raw,
-        store_time: r.f64()?,
-        expire_time: opt_f64(r.f64()?),
-        access_time: r.f64()?,
-        access_count: r.i64()?,
-        tag: Val::decode(r)?,
-        size: r.i64()?,
-        mode: r.u8()?,
-        filename: match Val::decode(r)? {
-            Val::Text(s) => Some(s),
-            _ => None,
-        },
-        record: 0,
-        record_len: 0,
-        value_at: 0,
-        value_len: 0,
-        inline: None,
-    })
 }
 
 pub(super) fn del_payload(key: &Val, raw: bool) -> Vec<u8> {
@@ -71,7 +28,7 @@ pub(super) fn touch_payload(key: &Val, raw: bool, expire_time: Option<f64>) -> V
     let mut p = vec![record::OP_TOUCH];
     key.encode(&mut p);
     p.push(raw as u8);
-    record::put_f64(&mut p, expire_time.unwrap_or(f64::NAN));
+    record::put_opt_f64(&mut p, expire_time);
     p
 }
 
@@ -104,10 +61,6 @@ pub(super) fn generation_payload(generation: u64) -> Vec<u8> {
     p
 }
 
-fn opt_f64(f: f64) -> Option<f64> {
-    (!f.is_nan()).then_some(f)
-}
-
 /// Apply one record to the index; returns the next generation for a GEN record.
 pub(super) fn apply(
     index: &mut Index,
@@ -118,7 +71,7 @@ pub(super) fn apply(
     let mut r = Reader::new(payload);
     match r.u8()? {
         record::OP_PUT => {
-            let mut row = decode_fields(&mut r)?;
+            let mut row = Row::decode(&mut r)?;
             let start = r.pos;
             let n = Val::skip(&mut r)?;
             if n <= INLINE_MAX && index.inline_bytes + n <= INLINE_BUDGET {
@@ -141,7 +94,7 @@ pub(super) fn apply(
         record::OP_TOUCH => {
             let key = Val::decode(&mut r)?;
             let raw = r.u8()? != 0;
-            let e = opt_f64(r.f64()?);
+            let e = r.opt_f64()?;
             index.set_expire(&(key, raw), e);
         }
         record::OP_ACCESS => {

@@ -76,16 +76,7 @@ impl Store {
         RowOut {
             rowid: row.rowid,
             row: NewRow {
-                key: row.key.clone(),
-                raw: row.raw,
-                store_time: row.store_time,
-                expire_time: row.expire_time,
-                access_time: row.access_time,
-                access_count: row.access_count,
-                tag: row.tag.clone(),
-                size: row.size,
-                mode: row.mode,
-                filename: row.filename.clone(),
+                f: row.f.clone(),
                 value,
             },
         }
@@ -114,7 +105,7 @@ impl Store {
     ) -> Result<Option<R>> {
         self.load(key, raw)?;
         let (value, from_log) = match self.index.get(key, raw) {
-            Some(r) if now.is_none_or(|now| r.expire_time.is_none_or(|e| e > now)) => {
+            Some(r) if now.is_none_or(|now| r.f.expire_time.is_none_or(|e| e > now)) => {
                 match &r.inline {
                     Some(v) => (v.clone(), false),
                     None => (self.read_value(r)?, true),
@@ -159,7 +150,7 @@ impl Store {
             );
         self.with_lock(writes, |s| {
             let found = s.fetch_map(key, raw, Some(now), |r, v| {
-                (r.access_time, r.access_count, map(r, v))
+                (r.f.access_time, r.f.access_count, map(r, v))
             })?;
             let mut payloads = Vec::new();
             if let Some((access_time, access_count, _)) = &found {

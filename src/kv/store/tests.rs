@@ -6,16 +6,18 @@ use crate::kv::value::noise;
 
 fn row(key: i64, value: Val) -> NewRow {
     NewRow {
-        key: Val::Int(key),
-        raw: true,
-        store_time: 1.0,
-        expire_time: None,
-        access_time: 1.0,
-        access_count: 0,
-        tag: Val::Null,
-        size: 0,
-        mode: 1,
-        filename: None,
+        f: Fields {
+            key: Val::Int(key),
+            raw: true,
+            store_time: 1.0,
+            expire_time: None,
+            access_time: 1.0,
+            access_count: 0,
+            tag: Val::Null,
+            size: 0,
+            mode: 1,
+            filename: None,
+        },
         value,
     }
 }
@@ -193,10 +195,10 @@ fn fill(a: &mut Store) {
     for k in 0..3000i64 {
         let mut r = row(k, Val::Blob(noise(k as u64 + 1, 1000 + (k % 7) as usize)));
         if k % 5 == 0 {
-            r.expire_time = Some(1000.0 + k as f64);
+            r.f.expire_time = Some(1000.0 + k as f64);
         }
         if k % 3 == 0 {
-            r.tag = Val::Text(format!("t{}", k % 4));
+            r.f.tag = Val::Text(format!("t{}", k % 4));
         }
         a.put(r).unwrap();
     }
@@ -314,7 +316,7 @@ fn cull_evicts_in_policy_order() {
     let mut a = Store::open(dir.path(), None).unwrap();
     for k in 0..20 {
         let mut r = row(k, Val::Int(k));
-        r.store_time = 100.0 - k as f64;
+        r.f.store_time = 100.0 - k as f64;
         a.put(r).unwrap();
     }
     a.cull(0.0, 5, 0, Policy::LeastRecentlyStored).unwrap();

@@ -54,8 +54,8 @@ impl Store {
     /// Insert or replace a row (keeping the rowid of a replaced one); returns the old row.
     pub fn put(&mut self, row: NewRow) -> Result<Option<RowOut>> {
         self.with_lock(true, |s| {
-            s.load(&row.key, row.raw)?;
-            let old = s.index.get(&row.key, row.raw).map(|r| s.replaced(r));
+            s.load(&row.f.key, row.f.raw)?;
+            let old = s.index.get(&row.f.key, row.f.raw).map(|r| s.replaced(r));
             s.append_put(row)?;
             Ok(old)
         })
@@ -63,11 +63,11 @@ impl Store {
 
     /// Append the put of a row (caller holds the exclusive lock, the key loaded).
     pub(super) fn append_put(&mut self, mut row: NewRow) -> Result<()> {
-        let rowid = match self.index.get(&row.key, row.raw) {
+        let rowid = match self.index.get(&row.f.key, row.f.raw) {
             // An update keeps the row's identity, including the key as first stored
             // (3 stays 3 when 3.0 replaces its value), as SQLite's UPDATE does.
             Some(o) => {
-                row.key = o.key.clone();
+                row.f.key = o.f.key.clone();
                 o.rowid
             }
             None => self.index.next_rowid(),
@@ -94,7 +94,7 @@ impl Store {
         let mut payloads = Vec::new();
         for (k, raw) in ids {
             if let Some(r) = self.index.get(k, *raw) {
-                names.push(r.filename.clone());
+                names.push(r.f.filename.clone());
                 payloads.push(del_payload(k, *raw));
             }
         }
@@ -114,7 +114,7 @@ impl Store {
         self.with_lock(true, |s| {
             s.load(key, raw)?;
             match s.index.get(key, raw) {
-                Some(r) if r.expire_time.is_none_or(|e| e > now) => {}
+                Some(r) if r.f.expire_time.is_none_or(|e| e > now) => {}
                 _ => return Ok(false),
             }
             s.append(&[touch_payload(key, raw, expire_time)])?;
@@ -155,7 +155,7 @@ impl Store {
                     index
                         .rows
                         .get(*id)
-                        .is_some_and(|r| r.tag == *tag && !matches!(r.tag, Val::Null))
+                        .is_some_and(|r| r.f.tag == *tag && !matches!(r.f.tag, Val::Null))
                 })
                 .cloned()
                 .collect();
@@ -166,7 +166,7 @@ impl Store {
     pub fn clear(&mut self) -> Result<Vec<Option<String>>> {
         self.with_lock(true, |s| {
             let index = s.load_all()?;
-            let names = index.rows.values().map(|r| r.filename.clone()).collect();
+            let names = index.rows.values().map(|r| r.f.filename.clone()).collect();
             s.append(&[vec![record::OP_CLEAR]])?;
             s.compact()?;
             Ok(names)
@@ -214,9 +214,9 @@ impl Store {
             .rows
             .values()
             .map(|r| match policy {
-                Policy::LeastRecentlyUsed => (F(r.access_time), 0, r.rowid),
-                Policy::LeastFrequentlyUsed => (F(0.0), r.access_count, r.rowid),
-                _ => (F(r.store_time), 0, r.rowid),
+                Policy::LeastRecentlyUsed => (F(r.f.access_time), 0, r.rowid),
+                Policy::LeastFrequentlyUsed => (F(0.0), r.f.access_count, r.rowid),
+                _ => (F(r.f.store_time), 0, r.rowid),
             })
             .collect();
         let k = limit.min(order.len());

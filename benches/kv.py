@@ -1,15 +1,19 @@
 """Benchmark: candlecache.Cache / FanoutCache vs python-diskcache 5.6.3 vs diskcache-rs 0.4.10.
 
 Key-value load on string keys with 1 KiB bytes values (20k keys by default): get hits, sets, a
-90% get / 10% set mix, the same mix from 4 processes sharing one directory (aggregate ops/s and
-lost values), opening a directory that holds the 20k entries (new process, first get included),
-and 1 MiB values. Every library is used with its defaults: ``Cache(directory)`` and
+90% get / 10% set mix, the same mix and a write-heavy one (half sets) from 4 processes sharing
+one directory (aggregate ops/s, lost values, and the time one operation takes, median and p99:
+under contention that is mostly waiting for the other processes' locks), opening a directory
+that holds the 20k entries (new process, first get included), and 1 MiB values. candlecache is
+also measured with ``durable=True`` (set rate beside diskcache's default, which does not fsync)
+and, for the write-heavy mix, with lock waits polling as before this release
+(``CANDLECACHE_LOCK_POLL=1``). Every library is used with its defaults: ``Cache(directory)`` and
 ``FanoutCache(directory, shards=8)``; each gets fresh temporary directories. Prints one Markdown
 table of medians and ratios measured in the same run. Not a test: nothing here gates CI, and a
 library that is missing, or fails at some operation, gets "n/a" / "error: ..." in that cell.
 
     pip install diskcache==5.6.3 diskcache-rs==0.4.10
-    python benches/kv.py            # about 1.5 minutes on 2 cores
+    python benches/kv.py            # about 6.5 minutes on 2 cores (three libraries)
     python benches/kv.py --quick    # smoke run, a few seconds per library
     python benches/kv.py --frames   # DataFrames as values (kv_frames.py), about 2 minutes
 
@@ -70,11 +74,11 @@ def cache_class(lib: str, flavor: str) -> Any:
     return cls
 
 
-def open_cache(lib: str, flavor: str, directory: str) -> Any:
+def open_cache(lib: str, flavor: str, directory: str, **settings: Any) -> Any:
     cls = cache_class(lib, flavor)
     if flavor == "FanoutCache":
-        return cls(directory, shards=SHARDS)
-    return cls(directory)
+        return cls(directory, shards=SHARDS, **settings)
+    return cls(directory, **settings)
 
 
 def close_quietly(cache: Any) -> None:
@@ -96,11 +100,13 @@ def value(tag_a: int, tag_b: int, size: int = VALUE_SIZE) -> bytes:
     return struct.pack("<qq", tag_a, tag_b) + _BASE[16:size]
 
 
-def mixed_plan(rng: random.Random, n_ops: int, n_keys: int, set_keys: list[int] | None = None) -> list[tuple[bool, int]]:
-    """90% get of any key, 10% set (of any key, or of one of set_keys)."""
+def mixed_plan(
+    rng: random.Random, n_ops: int, n_keys: int, set_keys: list[int] | None = None, set_share: float = 0.1,
+) -> list[tuple[bool, int]]:
+    """Gets of any key and `set_share` sets (of any key, or of one of set_keys)."""
     plan = []
     for _ in range(n_ops):
-        if rng.random() < 0.1:
+        if rng.random() < set_share:
             idx = rng.choice(set_keys) if set_keys is not None else rng.randrange(n_keys)
             plan.append((True, idx))
         else:
@@ -168,7 +174,7 @@ def timed_loop(fn: Callable[[], int]) -> tuple[float, int]:
     return time.perf_counter() - t0, bad
 
 
-def bench_set(lib: str, flavor: str, cfg: Cfg, tmproot: str) -> tuple[Cell, Any, str | None]:
+def bench_set(lib: str, flavor: str, cfg: Cfg, tmproot: str, **settings: Any) -> tuple[Cell, Any, str | None]:
     """Insert n_keys into a fresh cache, `repeat` times (fresh dir each). Returns the last cache, open."""
     keys = [key(i) for i in range(cfg.n_keys)]
     rates, failed = [], 0
@@ -178,7 +184,7 @@ def bench_set(lib: str, flavor: str, cfg: Cfg, tmproot: str) -> tuple[Cell, Any,
             close_quietly(cache)
             shutil.rmtree(directory, ignore_errors=True)
         directory = tempfile.mkdtemp(prefix=f"{lib}-{flavor}-set{r}-", dir=tmproot)
-        cache = open_cache(lib, flavor, directory)
+        cache = open_cache(lib, flavor, directory, **settings)
         for i in range(cfg.warmup):
             cache.set(f"warm-{i}", value(-1, i))
         for i in range(cfg.warmup):
@@ -200,6 +206,17 @@ def bench_set(lib: str, flavor: str, cfg: Cfg, tmproot: str) -> tuple[Cell, Any,
     if failed:
         cell.notes.append(f"{failed} set() returned False")
     return cell, cache, directory
+
+
+def bench_durable_set(lib: str, flavor: str, cfg: Cfg, tmproot: str) -> Cell:
+    """Sets with ``durable=True`` (each flushed to stable storage before it returns); fewer keys,
+    since each costs a flush of the disk."""
+    small = Cfg(**{**cfg.__dict__, "n_keys": min(cfg.n_keys, 2000), "set_repeat": min(cfg.set_repeat, 3)})
+    cell, cache, directory = bench_set(lib, flavor, small, tmproot, durable=True)
+    close_quietly(cache)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+    return cell
 
 
 def bench_get(cache: Any, cfg: Cfg, expect_round: int) -> Cell:
@@ -283,13 +300,13 @@ def _open_worker(lib: str, flavor: str, directory: str, probe: str, q: Any) -> N
 
 def _mixed_worker(
     lib: str, flavor: str, directory: str, wid: int, n_keys: int, n_ops: int, seed: int, warmup: int,
-    start: Any, done: Any, q: Any,
+    set_share: float, start: Any, done: Any, q: Any,
 ) -> None:
     try:
         cache = open_cache(lib, flavor, directory)
         rng = random.Random(seed * 1000 + wid)
         own = list(range(wid, n_keys, NPROC))  # each process writes only its own keys
-        plan = mixed_plan(rng, n_ops, n_keys, own)
+        plan = mixed_plan(rng, n_ops, n_keys, own, set_share)
         tag = 10_000 * seed + wid
         ops = [(True, i, key(i), seq) if is_set else (False, i, key(i), -1) for seq, (is_set, i) in enumerate(plan)]
         vals = {seq: value(tag, seq) for is_set, _, _, seq in ops if is_set}
@@ -298,9 +315,12 @@ def _mixed_worker(
         last: dict[int, int] = {}  # key index -> seq of its last acknowledged write
         failed = 0
         start.wait(CHILD_TIMEOUT)
+        took = [0] * len(ops)  # ns per operation: under contention, mostly lock waiting
+        clock = time.perf_counter_ns
         t0 = time.perf_counter()
         g, s = cache.get, cache.set
-        for is_set, i, k, seq in ops:
+        for n, (is_set, i, k, seq) in enumerate(ops):
+            a = clock()
             if is_set:
                 if s(k, vals[seq]) is False:
                     failed += 1
@@ -308,15 +328,16 @@ def _mixed_worker(
                     last[i] = seq
             else:
                 g(k)
+            took[n] = clock() - a
         t1 = time.perf_counter()
         done.wait(CHILD_TIMEOUT)  # everyone has finished writing: now check our own last writes
         lost = sum(1 for i, seq in last.items() if cache.get(key(i)) != vals[seq])
         close_quietly(cache)
-        q.put((wid, t0, t1, len(ops), lost, failed, (tag, sorted(last.items())), None))
+        q.put((wid, t0, t1, len(ops), lost, failed, (tag, sorted(last.items())), took, None))
     except BaseException as e:  # noqa: BLE001
         start.abort()  # release the others at once instead of letting them wait out the timeout
         done.abort()
-        q.put((wid, None, None, 0, None, None, None, f"{type(e).__name__}: {e}"))
+        q.put((wid, None, None, 0, None, None, None, None, f"{type(e).__name__}: {e}"))
 
 
 def _collect(procs: list[Any], q: Any, n: int) -> list[tuple]:
@@ -354,13 +375,18 @@ def bench_open(lib: str, flavor: str, directory: str, cfg: Cfg, ctx: Any) -> Cel
     return cell
 
 
-def bench_multiprocess(lib: str, flavor: str, directory: str, cfg: Cfg, ctx: Any) -> tuple[Cell, Cell]:
+def bench_multiprocess(
+    lib: str, flavor: str, directory: str, cfg: Cfg, ctx: Any, set_share: float = 0.1,
+) -> tuple[Cell, Cell, Cell]:
+    """Aggregate ops/s, lost values, and per-operation time (median, with p99 as a note)."""
     rates, lost, failed, run_errors, unseen, reader_errors = [], 0, 0, [], 0, []
+    took: list[int] = []
     for r in range(cfg.mp_repeat):
         start, done, q = ctx.Barrier(NPROC), ctx.Barrier(NPROC), ctx.Queue()
         procs = [
             ctx.Process(target=_mixed_worker,
-                        args=(lib, flavor, directory, w, cfg.n_keys, cfg.mp_ops, r + 1, cfg.warmup, start, done, q))
+                        args=(lib, flavor, directory, w, cfg.n_keys, cfg.mp_ops, r + 1, cfg.warmup, set_share,
+                              start, done, q))
             for w in range(NPROC)
         ]
         for p in procs:
@@ -376,10 +402,12 @@ def bench_multiprocess(lib: str, flavor: str, directory: str, cfg: Cfg, ctx: Any
         rates.append(sum(x[3] for x in res) / (t1 - t0))
         lost += sum(x[4] for x in res)
         failed += sum(x[5] for x in res)
+        for x in res:
+            took.extend(x[7])
         try:  # and a new Cache object, opened after all processes closed theirs, sees them too
             reader = open_cache(lib, flavor, directory)
             try:
-                for _, _, _, _, _, _, (tag, last), _ in res:
+                for _, _, _, _, _, _, (tag, last), _, _ in res:
                     unseen += sum(1 for i, seq in last if reader.get(key(i)) != value(tag, seq))
             finally:
                 close_quietly(reader)
@@ -399,7 +427,10 @@ def bench_multiprocess(lib: str, flavor: str, directory: str, cfg: Cfg, ctx: Any
         lost_cell.notes.append(f"new reader failed: {reader_errors[0][:60]}")
     if failed:
         lost_cell.notes.append(f"+{failed} set() returned False")
-    return rate, lost_cell
+    took.sort()
+    latency = Cell(took[len(took) // 2] / 1000)
+    latency.notes.append(f"p99 {took[len(took) * 99 // 100] / 1000:,.0f} µs")
+    return rate, lost_cell, latency
 
 
 def bench_big(lib: str, cfg: Cfg, tmproot: str) -> tuple[Cell, Cell]:
@@ -460,7 +491,7 @@ def run_flavor(lib: str, flavor: str, cfg: Cfg, tmproot: str, ctx: Any) -> dict[
             if isinstance(e, KeyboardInterrupt):
                 raise
             cells[p + "set"] = error_cell(e)
-            for rid in ("get", "mixed", "open", "mp", "lost"):  # these all need the filled directory
+            for rid in ("get", "mixed", "open", "mp", "lost", "lat", "mpw", "lostw", "latw"):  # need the filled dir
                 cells[p + rid] = Cell(text="n/a (set failed)")
             return cells
         cells[p + "get"] = guarded(lambda: bench_get(cache, cfg, cfg.set_repeat - 1))
@@ -468,13 +499,27 @@ def run_flavor(lib: str, flavor: str, cfg: Cfg, tmproot: str, ctx: Any) -> dict[
         close_quietly(cache)
         cache = None
         cells[p + "open"] = guarded(lambda: bench_open(lib, flavor, directory, cfg, ctx))
-        try:
-            cells[p + "mp"], cells[p + "lost"] = bench_multiprocess(lib, flavor, directory, cfg, ctx)
-        except BaseException as e:  # noqa: BLE001
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            cells[p + "mp"] = error_cell(e)
-            cells[p + "lost"] = Cell(text="n/a")
+        mixes = [("", 0.1), ("w", 0.5)]
+        if lib == SUBJECT:
+            mixes.append(("wpoll", 0.5))
+        for suffix, share in mixes:
+            polling = suffix == "wpoll"
+            if polling:  # the lock waits of earlier releases, for comparison in the same run
+                os.environ["CANDLECACHE_LOCK_POLL"] = "1"
+            try:
+                cells[p + "mp" + suffix], cells[p + "lost" + suffix], cells[p + "lat" + suffix] = (
+                    bench_multiprocess(lib, flavor, directory, cfg, ctx, share)
+                )
+            except BaseException as e:  # noqa: BLE001
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                cells[p + "mp" + suffix] = error_cell(e)
+                cells[p + "lost" + suffix] = cells[p + "lat" + suffix] = Cell(text="n/a")
+            finally:
+                if polling:
+                    os.environ.pop("CANDLECACHE_LOCK_POLL", None)
+        if lib == SUBJECT and flavor == "Cache":
+            cells[p + "durable"] = guarded(lambda: bench_durable_set(lib, flavor, cfg, tmproot))
         return cells
     finally:
         if cache is not None:
@@ -511,17 +556,35 @@ def count(x: float) -> str:
     return f"{x:,.0f}"
 
 
-# row id suffix -> (label, formatter, higher_is_better, target factor or None, target text)
+def us(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+# row id suffix -> (label, formatter, higher_is_better, target factor or None, target text); the
+# FanoutCache rows take their factor from FANOUT_TARGETS where it differs. A row compares the
+# candlecache cell with the other libraries' cell of the same id, or of BASELINE_ROW's.
 ROWS: list[tuple[str, str, Callable[[float], str], bool, float | None, str]] = [
-    ("get", "get hit (ops/s)", ops, True, 3.0, "≥ 3× diskcache"),
-    ("set", "set, insert into empty cache (ops/s)", ops, True, 10.0, "≥ 10× diskcache"),
-    ("mixed", "mixed 90% get / 10% set (ops/s)", ops, True, 3.0, "≥ 3× diskcache"),
-    ("mp", f"{NPROC} processes, mixed, one dir (aggregate ops/s)", ops, True, 5.0, "≥ 5× diskcache"),
+    ("get", "get hit (ops/s)", ops, True, 6.0, "≥ 6× diskcache"),
+    ("set", "set, insert into empty cache (ops/s)", ops, True, 15.0, "≥ 15× diskcache"),
+    ("durable", "set with durable=True, vs diskcache's set (no fsync) (ops/s)", ops, True, None, "printed"),
+    ("mixed", "mixed 90% get / 10% set (ops/s)", ops, True, 8.0, "≥ 8× diskcache"),
+    ("mp", f"{NPROC} processes, 90% get / 10% set, one dir (aggregate ops/s)", ops, True, 8.0, "≥ 8× diskcache"),
     ("lost", f"{NPROC} processes: lost values (count)", count, False, None, "0 lost"),
+    ("lat", f"{NPROC} processes, 90/10: time per operation, median (µs)", us, False, None, "printed (p99 in brackets)"),
+    ("mpw", f"{NPROC} processes, 50% get / 50% set, one dir (aggregate ops/s)", ops, True, 8.0, "≥ 8× diskcache"),
+    ("lostw", f"{NPROC} processes, 50/50: lost values (count)", count, False, None, "0 lost"),
+    ("latw", f"{NPROC} processes, 50/50: time per operation, median (µs)", us, False, None, "printed (p99 in brackets)"),
+    ("mpwpoll", f"{NPROC} processes, 50/50, lock waits polling as before (aggregate ops/s)", ops, True, None,
+     "the same run's polling"),
+    ("latwpoll", f"{NPROC} processes, 50/50, polling: time per operation, median (µs)", us, False, None,
+     "printed (p99 in brackets)"),
     ("open", "open dir with {n} entries + first get, new process (ms)", ms, False, 1.0, "no slower than diskcache"),
     ("bigset", "set 1 MiB values (ops/s = MiB/s)", ops, True, 1.0, "no slower than diskcache"),
     ("bigget", "get 1 MiB values (ops/s = MiB/s)", ops, True, 1.0, "no slower than diskcache"),
 ]
+FANOUT_TARGETS = {"get": (5.0, "≥ 5× diskcache")}
+BASELINE_ROW = {"durable": "set", "mpwpoll": "mpw", "latwpoll": "latw"}
+CACHE_ONLY = ("bigset", "bigget", "durable")
 
 
 def ratio(a: Cell | None, b: Cell | None, higher_is_better: bool) -> float | None:
@@ -546,29 +609,36 @@ def print_table(results: dict[str, dict[str, Cell]], cfg: Cfg, libs: list[str]) 
     print("|" + "|".join(["---"] + ["---:"] * 5 + ["---"]) + "|")
     for flavor, title in (("Cache", "Cache(dir)"), ("FanoutCache", f"FanoutCache(dir, shards={SHARDS})")):
         for rid, label, fmt, hib, factor, target in ROWS:
-            if flavor == "FanoutCache" and rid in ("bigset", "bigget"):
+            if flavor == "FanoutCache" and rid in CACHE_ONLY:
                 continue
+            if flavor == "FanoutCache" and rid in FANOUT_TARGETS:
+                factor, target = FANOUT_TARGETS[rid]
             k = f"{flavor}:{rid}"
-            cells = {n: results.get(n, {}).get(k) for n in names}
+            base = f"{flavor}:{BASELINE_ROW.get(rid, rid)}"
+            cells = {n: results.get(n, {}).get(k if n == SUBJECT else base) for n in names}
             row = [f"{title}: {label.format(n=f'{cfg.n_keys:,}')}"]
             for n in names:
                 c = cells[n]
                 row.append(c.render(fmt) if c is not None else "n/a")
             for other in ("diskcache", "diskcache-rs"):
-                if rid == "lost":
+                if rid.startswith("lost"):
                     row.append("")
                     continue
                 x = ratio(cells["candlecache"], cells[other], hib)
                 row.append(f"{x:.2f}×" if x is not None else "n/a")
             cc = cells["candlecache"]
-            if rid == "lost":
+            if rid.startswith("lost"):
                 met = None if cc is None or cc.value is None else cc.value == 0
+            elif factor is None:
+                met = None
             else:
                 x = ratio(cc, cells["diskcache"], hib)
                 met = None if x is None else x >= factor
             # misses, failed sets or failed runs; for the lost row a set() that returned False is no loss
             # (diskcache's FanoutCache does that by design when a shard is busy past its timeout)
-            if met and cc is not None and any(not (rid == "lost" and n.startswith("+")) for n in cc.notes):
+            if met and cc is not None and any(
+                not (rid.startswith("lost") and n.startswith("+")) for n in cc.notes
+            ):
                 met = False
             mark = {None: "—", True: "✓", False: "✗"}[met]
             row.append(f"{target} {mark}")

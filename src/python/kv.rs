@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use super::errors::fs_to_py;
 use super::kv_values::{self, Deferred};
 use crate::fsio::{FsError, fork_epoch};
+use crate::kv::index::Row;
 use crate::kv::store::fast::{Cull, Incr};
 use crate::kv::{Fields, KvError, NewRow, Policy, RowOut, Store, Val};
 
@@ -223,6 +224,24 @@ impl KvStore {
             Ok(f(store))
         });
         result.map_err(PyRuntimeError::new_err)
+    }
+
+    /// Run `f` on the store without releasing the GIL or waiting for anything: None if another
+    /// thread holds the store or a transaction, or if `f` declines (see `Store::lookup_quick`).
+    /// A read of a value in memory costs less than handing the GIL over and taking it back.
+    fn quick<R>(&self, f: impl FnOnce(&mut Store) -> Option<R>) -> Option<R> {
+        self.forget_parent();
+        {
+            let owner = self.owner.try_lock().ok()?;
+            if owner
+                .thread
+                .is_some_and(|t| t != std::thread::current().id())
+            {
+                return None;
+            }
+        }
+        let mut guard = self.store.try_lock().ok()?;
+        f(guard.as_mut()?)
     }
 
     /// Remove value files a write made unreferenced (GIL released).
@@ -590,11 +609,19 @@ impl KvStore {
         let p = policy(policy_name)?;
         let stats = statistics.is_truthy()?;
         let now = kv_values::now(py)?;
-        let found = self.run_retry(py, retry, |s| {
-            s.lookup_map(&key, true, now, p, stats, |r, v| {
-                (r.f.mode, r.f.filename.clone(), v)
-            })
-        })?;
+        let columns = |r: &Row, v: Val| (r.f.mode, r.f.filename.clone(), v);
+        let writes = stats || matches!(p, Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed);
+        let quick = if writes {
+            None
+        } else {
+            self.quick(|s| s.lookup_quick(&key, true, now, columns))
+        };
+        let found = match quick {
+            Some(found) => found.map_err(|e| to_py_err(py, e))?,
+            None => self.run_retry(py, retry, |s| {
+                s.lookup_map(&key, true, now, p, stats, columns)
+            })?,
+        };
         let Some((mode, filename, value)) = found else {
             return Ok(default);
         };
@@ -675,9 +702,12 @@ impl KvStore {
             return Ok(kv_values::slow(py));
         };
         let now = kv_values::now(py)?;
-        let found = self.run(py, |s| {
-            s.lookup_map(&key, true, now, Policy::None, false, |_, _| ())
-        })?;
+        let found = match self.quick(|s| s.lookup_quick(&key, true, now, |_, _| ())) {
+            Some(found) => found.map_err(|e| to_py_err(py, e))?,
+            None => self.run(py, |s| {
+                s.lookup_map(&key, true, now, Policy::None, false, |_, _| ())
+            })?,
+        };
         Ok(PyBool::new(py, found.is_some())
             .to_owned()
             .into_any()

@@ -194,7 +194,7 @@ pub fn now(py: Python<'_>) -> PyResult<f64> {
             "clock not initialised",
         ));
     };
-    let current = module.bind(py).getattr("time")?;
+    let current = module.bind(py).getattr(pyo3::intern!(py, "time"))?;
     if current.is(original) {
         return Ok(std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

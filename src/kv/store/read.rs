@@ -11,6 +11,10 @@ use crate::kv::record::{self, Next, Reader};
 use crate::kv::value::Val;
 use crate::kv::{KvError, Result};
 
+/// Bytes of log a quick read (`lookup_quick`) may catch up on before it defers to the
+/// ordinary path, which releases the GIL.
+const QUICK_SYNC: u64 = 64 << 10;
+
 impl Store {
     /// Bytes on disk: the log, the snapshot and the value files (`size` of their rows).
     pub(super) fn disk_volume(&mut self) -> u64 {
@@ -119,6 +123,34 @@ impl Store {
                 .keep_inline(&id, &value, INLINE_MAX, INLINE_BUDGET);
         }
         Ok(self.index.get(key, raw).map(|r| map(r, value)))
+    }
+
+    /// A live row for a key, read without waiting for anything and without writing: None when
+    /// that cannot be a short call that never blocks (a network filesystem, a transaction,
+    /// more than `QUICK_SYNC` bytes appended since this handle last looked, a new generation,
+    /// snapshot buckets not all read yet, a handle inherited through `fork()`); the caller then
+    /// goes the ordinary way. For reads made while the caller keeps the GIL.
+    pub fn lookup_quick<R>(
+        &mut self,
+        key: &Val,
+        raw: bool,
+        now: f64,
+        map: impl FnOnce(&Row, Val) -> R,
+    ) -> Option<Result<Option<R>>> {
+        if !self.unlocked_reads
+            || self.txn > 0
+            || self.held.is_some()
+            || self.inherited()
+            || !self.index.is_complete()
+            || self.index.broken
+        {
+            return None;
+        }
+        match self.sync_unlocked_within(QUICK_SYNC) {
+            Ok(true) if !self.index.broken => Some(self.fetch_map(key, raw, Some(now), map)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// A live row for a key, updating access fields for `policy` and hit/miss counters.

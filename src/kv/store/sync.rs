@@ -17,24 +17,48 @@ impl Store {
     /// Damaged bytes are recorded and skipped (the caller holds the lock, so no writer is
     /// mid-append).
     pub(super) fn sync(&mut self) -> Result<()> {
-        self.sync_inner(true).map(|_| ())
+        self.sync_inner(true, u64::MAX).map(|_| ())
     }
 
     /// The same without the lock: stops (returning false) at the first incomplete or damaged
     /// record, which may be a writer's append in progress; the caller then locks and syncs.
     pub(super) fn sync_unlocked(&mut self) -> Result<bool> {
-        self.sync_inner(false)
+        self.sync_inner(false, u64::MAX)
     }
 
-    fn sync_inner(&mut self, locked: bool) -> Result<bool> {
+    /// `sync_unlocked`, unless more than `budget` bytes were appended since the last call or
+    /// the log moved to another generation (false, nothing read): for reads made while the
+    /// caller holds the GIL, which must stay short.
+    pub(super) fn sync_unlocked_within(&mut self, budget: u64) -> Result<bool> {
+        if self.fresh {
+            return Ok(false);
+        }
+        let (len, removed) = log_state(&self.log).map_err(io_err(&self.dir))?;
+        if removed || len < self.pos || len - self.pos > budget {
+            return Ok(false);
+        }
+        if len == self.pos {
+            return Ok(true);
+        }
+        self.sync_inner(false, budget)
+    }
+
+    fn sync_inner(&mut self, locked: bool, budget: u64) -> Result<bool> {
         // The log is read in chunks, so opening a large one needs no buffer its size.
         let mut chunk = SYNC_CHUNK;
         loop {
+            if self.fresh && budget != u64::MAX {
+                // A new generation (its snapshot, its whole log) is not a short read.
+                return Ok(false);
+            }
             if std::mem::take(&mut self.fresh) {
                 self.load_snapshot();
             }
             let (len, removed) = log_state(&self.log).map_err(io_err(&self.dir))?;
-            if len < self.pos {
+            if len < self.pos || len - self.pos > budget {
+                if len >= self.pos {
+                    return Ok(false);
+                }
                 // Cannot shrink in normal operation: reload from scratch.
                 self.reload(self.generation)?;
                 continue;

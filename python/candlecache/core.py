@@ -29,6 +29,7 @@ from collections.abc import Callable, Container, Iterator
 from typing import Any, BinaryIO, ParamSpec, Self, TypeVar
 
 from . import _core, frames
+from ._fsync import fsync_dir, fsync_parents
 from .exceptions import CandlecacheError, CorruptionError, SigningKeyError, Timeout  # Timeout: diskcache's
 
 _P = ParamSpec('_P')
@@ -468,9 +469,9 @@ class Disk:
                         os.fsync(writer.fileno())
                 os.replace(tmp_path, full_path)
                 if durable:
-                    _fsync_dir(full_dir)
+                    fsync_dir(full_dir)
                     if created:
-                        frames._fsync_dirs(self._directory, op.relpath(full_dir, self._directory))
+                        fsync_parents(self._directory, op.relpath(full_dir, self._directory))
             except BaseException:
                 with cl.suppress(OSError):
                     os.remove(tmp_path)
@@ -643,14 +644,6 @@ def _crc_of(filename):
         except ValueError:
             return None
     return None
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _refuse_foreign(directory):

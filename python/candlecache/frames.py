@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._fsync import fsync_parents
 from ._times import to_ms
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def write(
             created = _makedirs(full_dir)
             name, size = _core.write_frame(full_dir, stem, table, meta, compression, durable)
             if durable and created:
-                _fsync_dirs(directory, relative_dir)
+                fsync_parents(directory, relative_dir)
         except FileNotFoundError:
             # Another process removed the emptied directory in between (as Disk._write).
             if count == 10:
@@ -157,18 +158,6 @@ def _makedirs(full_dir: str) -> bool:
         return False
     os.makedirs(full_dir, exist_ok=True)
     return True
-
-
-def _fsync_dirs(directory: str, relative_dir: str) -> None:
-    """fsync the folders above a new file's own (which the write flushed), so that folders
-    made for it survive a power cut too: ``ab`` and the cache directory for ``ab/cd``."""
-    parts = relative_dir.split(os.sep)
-    for depth in range(len(parts) - 1, -1, -1):
-        fd = os.open(op.join(directory, *parts[:depth]), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read(path: str) -> tuple[Any, int]:

@@ -23,6 +23,23 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The fields of a raw key's row as a write stores it `now`: accessed now, never before,
+    /// its value in the log (no file, no size).
+    pub fn stored_now(key: Val, now: f64, expire_time: Option<f64>, tag: Val, mode: u8) -> Fields {
+        Fields {
+            key,
+            raw: true,
+            store_time: now,
+            expire_time,
+            access_time: now,
+            access_count: 0,
+            tag,
+            size: 0,
+            mode,
+            filename: None,
+        }
+    }
+
     /// The fields as put records (after the rowid, before the value) and snapshot rows (after
     /// the rowid, before where the value is) store them. This order is the on-disk format of
     /// both: caches already written must keep reading.

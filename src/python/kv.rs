@@ -244,6 +244,28 @@ impl KvStore {
         f(guard.as_mut()?)
     }
 
+    /// `Store::lookup_map` of a raw key: in a quick read that keeps the GIL when the read
+    /// writes nothing (no access record, no statistics), else (or if it declines) the usual way.
+    #[allow(clippy::too_many_arguments)]
+    fn find<R: Send>(
+        &self,
+        py: Python<'_>,
+        retry: bool,
+        key: &Val,
+        now: f64,
+        p: Policy,
+        stats: bool,
+        map: impl Fn(&Row, Val) -> R + Copy + Send + Sync,
+    ) -> PyResult<Option<R>> {
+        if !stats
+            && !p.records_access()
+            && let Some(found) = self.quick(|s| s.lookup_quick(key, true, now, map))
+        {
+            return found.map_err(|e| to_py_err(py, e));
+        }
+        self.run_retry(py, retry, |s| s.lookup_map(key, true, now, p, stats, map))
+    }
+
     /// Remove value files a write made unreferenced (GIL released).
     fn remove_files(&self, py: Python<'_>, names: Vec<String>) {
         if !names.is_empty() {
@@ -610,18 +632,7 @@ impl KvStore {
         let stats = statistics.is_truthy()?;
         let now = kv_values::now(py)?;
         let columns = |r: &Row, v: Val| (r.f.mode, r.f.filename.clone(), v);
-        let writes = stats || matches!(p, Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed);
-        let quick = if writes {
-            None
-        } else {
-            self.quick(|s| s.lookup_quick(&key, true, now, columns))
-        };
-        let found = match quick {
-            Some(found) => found.map_err(|e| to_py_err(py, e))?,
-            None => self.run_retry(py, retry, |s| {
-                s.lookup_map(&key, true, now, p, stats, columns)
-            })?,
-        };
+        let found = self.find(py, retry, &key, now, p, stats, columns)?;
         let Some((mode, filename, value)) = found else {
             return Ok(default);
         };
@@ -677,18 +688,7 @@ impl KvStore {
         let tag = to_val(tag)?;
         let now = kv_values::now(py)?;
         let row = NewRow {
-            f: Fields {
-                key,
-                raw: true,
-                store_time: now,
-                expire_time: expire.map(|e| now + e),
-                access_time: now,
-                access_count: 0,
-                tag,
-                size: 0,
-                mode,
-                filename: None,
-            },
+            f: Fields::stored_now(key, now, expire.map(|e| now + e), tag, mode),
             value,
         };
         let names = self.run_retry(py, retry, |s| s.set_row(row.clone(), cull))?;
@@ -702,12 +702,7 @@ impl KvStore {
             return Ok(kv_values::slow(py));
         };
         let now = kv_values::now(py)?;
-        let found = match self.quick(|s| s.lookup_quick(&key, true, now, |_, _| ())) {
-            Some(found) => found.map_err(|e| to_py_err(py, e))?,
-            None => self.run(py, |s| {
-                s.lookup_map(&key, true, now, Policy::None, false, |_, _| ())
-            })?,
-        };
+        let found = self.find(py, false, &key, now, Policy::None, false, |_, _| ())?;
         Ok(PyBool::new(py, found.is_some())
             .to_owned()
             .into_any()

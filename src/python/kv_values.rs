@@ -173,27 +173,25 @@ pub fn decode_inline(
     }
 }
 
-static CLOCK: PyOnceLock<(Py<PyModule>, Py<PyAny>)> = PyOnceLock::new();
-
-/// Remember the real `time.time`, when `_core` is imported: `now` tells a replaced one by it.
-pub fn init_clock(py: Python<'_>) -> PyResult<()> {
+/// The `time` module and the `time.time` it had when `_core` was imported.
+fn clock(py: Python<'_>) -> PyResult<&(Py<PyModule>, Py<PyAny>)> {
+    static CLOCK: PyOnceLock<(Py<PyModule>, Py<PyAny>)> = PyOnceLock::new();
     CLOCK.get_or_try_init(py, || -> PyResult<_> {
         let module = py.import("time")?;
         let original = module.getattr("time")?.unbind();
         Ok((module.unbind(), original))
-    })?;
-    Ok(())
+    })
+}
+
+/// Remember the real `time.time`, when `_core` is imported: `now` tells a replaced one by it.
+pub fn init_clock(py: Python<'_>) -> PyResult<()> {
+    clock(py).map(|_| ())
 }
 
 /// `time.time()`, read from the system clock unless `time.time` has been replaced (by a
 /// test's fake clock, freezegun, ...): diskcache's expiry follows such clocks, so this does too.
 pub fn now(py: Python<'_>) -> PyResult<f64> {
-    init_clock(py)?;
-    let Some((module, original)) = CLOCK.get(py) else {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "clock not initialised",
-        ));
-    };
+    let (module, original) = clock(py)?;
     let current = module.bind(py).getattr(pyo3::intern!(py, "time"))?;
     if current.is(original) {
         return Ok(std::time::SystemTime::now()

@@ -116,18 +116,7 @@ impl Store {
                 let mut names: Vec<String> =
                     row.and_then(|r| r.f.filename.clone()).into_iter().collect();
                 s.append_put(NewRow {
-                    f: Fields {
-                        key: key.clone(),
-                        raw: true,
-                        store_time: now,
-                        expire_time: None,
-                        access_time: now,
-                        access_count: 0,
-                        tag: Val::Null,
-                        size: 0,
-                        mode: MODE_RAW,
-                        filename: None,
-                    },
+                    f: Fields::stored_now(key.clone(), now, None, Val::Null, MODE_RAW),
                     value: value.val(),
                 })?;
                 s.cull_into(now, cull, &mut names)?;
@@ -225,18 +214,7 @@ mod tests {
         ));
         let text = Val::Text("t".into());
         s.put(NewRow {
-            f: Fields {
-                key: text.clone(),
-                raw: true,
-                store_time: 1.0,
-                expire_time: None,
-                access_time: 1.0,
-                access_count: 0,
-                tag: Val::Null,
-                size: 0,
-                mode: MODE_RAW,
-                filename: None,
-            },
+            f: Fields::stored_now(text.clone(), 1.0, None, Val::Null, MODE_RAW),
             value: Val::Text("x".into()),
         })
         .unwrap();
@@ -254,16 +232,9 @@ mod tests {
         let k = Val::Blob(b"k".to_vec());
         let row = |expire: Option<f64>, file: Option<&str>| NewRow {
             f: Fields {
-                key: k.clone(),
-                raw: true,
-                store_time: 1.0,
-                expire_time: expire,
-                access_time: 1.0,
-                access_count: 0,
-                tag: Val::Null,
                 size: 3,
-                mode: 2,
                 filename: file.map(str::to_owned),
+                ..Fields::stored_now(k.clone(), 1.0, expire, Val::Null, 2)
             },
             value: Val::Null,
         };

@@ -84,6 +84,15 @@ impl Policy {
             _ => return None,
         })
     }
+
+    /// Whether a read under this policy writes the row's access fields (diskcache's `get`
+    /// updates them for LRU and LFU).
+    pub fn records_access(self) -> bool {
+        matches!(
+            self,
+            Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed
+        )
+    }
 }
 
 pub struct Store {

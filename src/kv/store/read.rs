@@ -175,12 +175,7 @@ impl Store {
         stats: bool,
         map: impl FnOnce(&Row, Val) -> R,
     ) -> Result<Option<R>> {
-        let writes = stats
-            || matches!(
-                policy,
-                Policy::LeastRecentlyUsed | Policy::LeastFrequentlyUsed
-            );
-        self.with_lock(writes, |s| {
+        self.with_lock(stats || policy.records_access(), |s| {
             let found = s.fetch_map(key, raw, Some(now), |r, v| {
                 (r.f.access_time, r.f.access_count, map(r, v))
             })?;

@@ -6,18 +6,7 @@ use crate::kv::value::noise;
 
 fn row(key: i64, value: Val) -> NewRow {
     NewRow {
-        f: Fields {
-            key: Val::Int(key),
-            raw: true,
-            store_time: 1.0,
-            expire_time: None,
-            access_time: 1.0,
-            access_count: 0,
-            tag: Val::Null,
-            size: 0,
-            mode: 1,
-            filename: None,
-        },
+        f: Fields::stored_now(Val::Int(key), 1.0, None, Val::Null, 1),
         value,
     }
 }

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from s3 import ENDPOINT_ENV, S3Bucket, S3Proxy, create_bucket, moto_server
+from s3 import ENDPOINT_ENV, S3Bucket, S3Proxy, create_bucket, moto_server, wait_until_up
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,12 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     external = os.environ.get(ENDPOINT_ENV)
     if external:
-        yield external.rstrip("/")
+        endpoint = external.rstrip("/")
+        try:
+            wait_until_up(endpoint, timeout=5)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} (set by ${ENDPOINT_ENV})") from None
+        yield endpoint
         return
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint

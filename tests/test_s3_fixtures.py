@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -73,6 +77,27 @@ def test_moto_honours_conditional_puts(s3_bucket: S3Bucket) -> None:
     assert status_of(exc.value) == 412
     client.put_object(Bucket=name, Key="cache/_log/1", Body=b"d", IfMatch=first["ETag"])
     assert s3_bucket.get("cache/_log/1") == b"d"
+
+
+def test_moto_lets_one_of_racing_creates_win(s3_bucket: S3Bucket) -> None:
+    client, name = s3_bucket.client, s3_bucket.name
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def create(i: int) -> None:
+        barrier.wait()
+        try:
+            client.put_object(Bucket=name, Key="cache/_log/race", Body=str(i).encode(), IfNoneMatch="*")
+            statuses.append(200)
+        except ClientError as exc:
+            statuses.append(status_of(exc))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(statuses) == [200] + [412] * 7
 
 
 def test_proxy_forwards_and_logs(s3_bucket: S3Bucket, s3_proxy: S3Proxy) -> None:
@@ -173,6 +198,34 @@ def test_proxy_drops_a_held_request_whose_client_died(s3_bucket: S3Bucket, s3_pr
     s3_proxy.release()
     time.sleep(0.1)
     assert s3_bucket.keys() == [], "a dead writer's request must never land"
+
+
+def test_proxy_drops_the_commit_of_a_killed_writer(s3_bucket: S3Bucket, s3_proxy: S3Proxy) -> None:
+    s3_proxy.hang(r"/_log/")
+    port = s3_proxy.endpoint.rsplit(":", 1)[1]
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import http.client, sys\n"
+            "conn = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]))\n"
+            "conn.request('PUT', sys.argv[2], body=b'commit')\n"
+            "conn.getresponse()\n",
+            port,
+            f"/{s3_bucket.name}/cache/_log/1",
+        ]
+    )
+    try:
+        s3_proxy.wait_hung(10)
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    deadline = time.monotonic() + 5
+    while not s3_proxy.dropped and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(s3_proxy.dropped) == 1
+    s3_proxy.release()
+    assert s3_bucket.keys() == []
 
 
 def test_proxy_stop_drops_held_requests(s3_bucket: S3Bucket, s3_endpoint: str) -> None:

@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod fsio;
 pub mod kv;
 pub mod ohlcv;
+pub mod shared;
 pub mod vision;
 
 #[cfg(feature = "python")]

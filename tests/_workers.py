@@ -69,7 +69,12 @@ def cmd_race(a: dict) -> None:
     cb = recording_callback(ex, a["calls_file"], a["sleep"])
     touch(a["ready_file"])
     wait_for(a["go_file"])
-    df = candlecache.get_ohlcv_with_cache(a["base"], SYMBOL, PERIOD, a["start"], a["count"], cb, lock_timeout=60.0)
+    if "storage_options" in a:
+        # An object store root, as one machine of many: its own MarketCache and lease.
+        with candlecache.MarketCache(a["base"], storage_options=a["storage_options"], lease=a.get("lease", 60)) as c:
+            df = c.get_ohlcv(SYMBOL, PERIOD, a["start"], a["count"], cb, lock_timeout=60.0)
+    else:
+        df = candlecache.get_ohlcv_with_cache(a["base"], SYMBOL, PERIOD, a["start"], a["count"], cb, lock_timeout=60.0)
     df.write_parquet(a["out_file"])
 
 

@@ -58,7 +58,15 @@ from .core import (
     SignatureWarning,
     UnknownFileWarning,
 )
-from .exceptions import CallbackError, CandlecacheError, CorruptionError, SigningKeyError, Timeout
+from .exceptions import (
+    CallbackError,
+    CandlecacheError,
+    CorruptionError,
+    ObjectStoreError,
+    SigningKeyError,
+    StoreRefusedError,
+    Timeout,
+)
 from .fanout import FanoutCache
 from .djangocache import DjangoCache
 from .frames import frame_key, frame_path
@@ -121,6 +129,8 @@ __all__ = [
     "CorruptionError",
     "CallbackError",
     "SigningKeyError",
+    "StoreRefusedError",
+    "ObjectStoreError",
     "__version__",
     "Cache",
     "Disk",

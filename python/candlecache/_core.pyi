@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-__all__ = ["ArrowStream", "KvStore", "Deferred", "KV_SLOW", "KeyHasher", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target"]
+__all__ = ["ArrowStream", "KvStore", "Deferred", "KV_SLOW", "KeyHasher", "crc32", "write_frame", "read_frame", "GRACE_MS", "PERIODS", "__version__", "coverage", "forget", "get_ohlcv", "hold_lock", "log_append", "log_compact", "log_entries", "partition_key", "partition_window", "period_add", "period_floor", "period_ms", "ranges_missing", "ranges_union", "read_range", "rebuild_log", "repair", "write_rows", "HotTier", "find_corrupt", "live_files", "check_codec", "check_nested", "compact_tier", "resample", "vision_backfill", "vision_clear_failures", "vision_failures", "vision_target", "ObjectRoot", "is_object_url", "shared_get_ohlcv", "shared_read_range", "shared_coverage", "shared_folders"]
 
 __version__: str
 PERIODS: list[str]
@@ -266,3 +266,40 @@ def resample(
 def find_corrupt(
     data_dir: str | os.PathLike[str], period_name: str, lock_timeout: float | None = None
 ) -> list[tuple[pathlib.Path, str, str]]: ...
+
+@final
+class ObjectRoot:
+    """A cache root on object storage, checked once per process to honour create-if-absent."""
+    def __new__(cls, url: str, options: Mapping[str, str] | None = None) -> ObjectRoot: ...
+    @property
+    def url(self) -> str: ...
+
+def is_object_url(s: str) -> bool: ...
+def shared_get_ohlcv(
+    root: ObjectRoot,
+    folder: str,
+    symbol: str,
+    period_name: str,
+    start_time: int,
+    count: int,
+    fetch_callback: Callable[..., Any],
+    fetch_callback_params: Mapping[str, Any] | None,
+    enable_cache: bool,
+    now_ms: int,
+    lock_timeout: float | None,
+    adapt: Callable[[Any], Any],
+    progress: Callable[[int, int], None] | None = None,
+    hot: HotTier | None = None,
+    compression: tuple[str, int | None] = ...,
+    lease: float = 60.0,
+) -> ArrowStream: ...
+def shared_read_range(
+    root: ObjectRoot,
+    folder: str,
+    period_name: str,
+    start: int | None = None,
+    end: int | None = None,
+    hot: HotTier | None = None,
+) -> ArrowStream: ...
+def shared_coverage(root: ObjectRoot, folder: str, period_name: str) -> list[tuple[int, int]]: ...
+def shared_folders(root: ObjectRoot, sub: str = "") -> list[str]: ...

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -26,13 +27,17 @@ from .ohlcv import (
     DEFAULT_LOCK_TIMEOUT,
     PERIODS,
     TimeLike,
+    _adapt,
     _check_base_dir,
     _check_int,
     _check_period,
     _frame,
     _get_ohlcv,
     _heal,
+    _log,
+    _log_plan,
     _namespace,
+    _warn_if_exchange_id,
     data_dir,
 )
 from .exceptions import CorruptionError
@@ -105,6 +110,13 @@ class MarketCache:
     0.5
     """
 
+    def __new__(cls, base_dir: str | os.PathLike[str], *args: Any, **kwargs: Any) -> MarketCache:
+        if cls is MarketCache and isinstance(base_dir, str) and _core.is_object_url(base_dir):
+            from .objectstore import ObjectMarketCache
+
+            return super().__new__(ObjectMarketCache)
+        return super().__new__(cls)
+
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
@@ -117,8 +129,27 @@ class MarketCache:
         namespace: str | None = None,
         compression: str = "zstd",
         compression_level: int | None = None,
+        storage_options: Mapping[str, str] | None = None,
+        lease: float = 60.0,
     ) -> None:
+        if storage_options is not None:
+            raise TypeError(
+                f"storage_options apply to object store URLs (s3://, gs://, az://, file://), not to the local path {base_dir!r}"
+            )
         self.base_dir: Path = _check_base_dir(base_dir)
+        self._settings(
+            hot_cache_mb=hot_cache_mb, cold_cache_mb=cold_cache_mb, eviction_policy=eviction_policy, verify=verify,
+            namespace=namespace, compression=compression, compression_level=compression_level,
+        )
+        self._usage = _Usage(self.base_dir)
+        self._stats: _Stats | None = _Stats(self.base_dir) if statistics else None
+        _live.add(self)
+
+    def _settings(
+        self, *, hot_cache_mb: float, cold_cache_mb: float | None, eviction_policy: str, verify: str,
+        namespace: str | None, compression: str, compression_level: int | None,
+    ) -> None:
+        """Check and keep the settings every kind of root has."""
         if not isinstance(compression, str) or (compression_level is not None and type(compression_level) is not int):
             raise TypeError("compression must be a str and compression_level an int or None")
         _core.check_codec(compression, compression_level)
@@ -138,18 +169,57 @@ class MarketCache:
             raise ValueError(f"eviction_policy must be one of {', '.join(map(repr, _POLICIES))}, got {eviction_policy!r}")
         self.cold_cache_mb = None if cold_cache_mb is None else float(cold_cache_mb)
         self.eviction_policy = eviction_policy
-        self._usage = _Usage(self.base_dir)
         if isinstance(hot_cache_mb, bool) or not isinstance(hot_cache_mb, (int, float)) or hot_cache_mb < 0:
             raise ValueError(f"hot_cache_mb must be a number of MiB >= 0 (0 turns the hot tier off), got {hot_cache_mb!r}")
         self.hot_cache_mb = float(hot_cache_mb)
         budget = int(self.hot_cache_mb * 1024 * 1024)
         self._hot: _core.HotTier | None = _core.HotTier(budget) if budget > 0 else None
-        self._stats: _Stats | None = _Stats(self.base_dir) if statistics else None
         self._closed = False
         self._dirs: dict[tuple[str, str, str | None], Path] = {}
         # What the current call of this thread did (the size limit acts after a write).
         self._call = threading.local()
-        _live.add(self)
+
+    def _fetch(
+        self, symbol: str, period: str, ns: str | None, start: int, count: int, callback: Callable[..., Any],
+        params: dict[str, Any] | None, enable_cache: bool, now_ms: int, timeout: float | None, durable: bool,
+        bar: Callable[[int, int], None] | None,
+    ) -> Any:
+        """The engine call of ``get_ohlcv`` (arguments checked): an Arrow stream of the rows."""
+        base = self.base_dir if ns is None else self.base_dir / ns
+        _warn_if_exchange_id(base, symbol)
+        if enable_cache and count > 0 and _log.isEnabledFor(logging.INFO):
+            _log_plan(base, symbol, period, start, count, now_ms)
+
+        def call() -> Any:
+            return _core.get_ohlcv(
+                base, symbol, period, start, count, callback, params, enable_cache, now_ms, timeout, durable,
+                _adapt, bar, self._hot, self.verify_mode, self.compression,
+            )
+
+        try:
+            return call()
+        except CorruptionError as e:
+            # Heal: damaged files go aside and lose their coverage, so this call fetches them again.
+            _heal(self, data_dir(base, symbol, period), symbol, period, e, durable=durable, timeout=timeout)
+            return call()
+
+    def _read_stream(self, symbol: str, period: str, ns: str | None, start: int | None, end: int | None) -> Any:
+        """The engine call of ``read``: an Arrow stream of the stored rows."""
+        path = self._folder(symbol, period, ns)
+        try:
+            return _core.read_range(path, start, end, self._hot, self.verify_mode)
+        except CorruptionError as e:
+            if _heal(self, path, symbol, period, e, durable=False, timeout=DEFAULT_LOCK_TIMEOUT):
+                what = str(e).partition("; candlecache.repair_cache()")[0]
+                raise CorruptionError(
+                    f"{what}. The damaged file was moved aside (or, if gone, dropped) and its candles "
+                    "are no longer covered: get_ohlcv with a fetch_callback fetches them again"
+                ) from e
+            return _core.read_range(path, start, end, self._hot, self.verify_mode)
+
+    def _coverage(self, symbol: str, period: str, ns: str | None) -> list[tuple[int, int]]:
+        """The merged ranges ``[start, end)`` the log of ``symbol`` and ``period`` covers."""
+        return _core.coverage(self._folder(symbol, period, ns), period)
 
     # -- reading and fetching ---------------------------------------------------------------
 
@@ -200,7 +270,7 @@ class MarketCache:
         self._call.folder = ""
         try:
             df = _get_ohlcv(
-                self, self.base_dir, symbol, period, start_time, count, fetch_callback,
+                self, None, symbol, period, start_time, count, fetch_callback,
                 fetch_callback_params, enable_cache, end_time=end_time, lock_timeout=lock_timeout,
                 durable=durable, progress=progress, namespace=namespace,
             )
@@ -241,7 +311,7 @@ class MarketCache:
             end_time=stop - 1, **kwargs,
         )
         ns = _namespace(kwargs.get("namespace") or self.namespace, fetch_callback)
-        covered = None if partial else _core.coverage(self._folder(symbol, fine, ns), fine)
+        covered = None if partial else self._coverage(symbol, fine, ns)
         until = _core.period_floor(fine, int(time.time() * 1000) - _core.GRACE_MS)
         return _frame(_core.resample(rows, period, fine, covered, until))
 
@@ -303,20 +373,10 @@ class MarketCache:
         if not isinstance(symbol, str) or not symbol:
             raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
         ns = _namespace(namespace if namespace is not None else self.namespace)
-        path = self._folder(symbol, period, ns)
         start = None if start_time is None else to_ms("start_time", start_time)
         end = None if end_time is None else to_ms("end_time", end_time)
         _check_run_id(run_id)
-        try:
-            stream = _core.read_range(path, start, end, self._hot, self.verify_mode)
-        except CorruptionError as e:
-            if _heal(self, path, symbol, period, e, durable=False, timeout=DEFAULT_LOCK_TIMEOUT):
-                what = str(e).partition("; candlecache.repair_cache()")[0]
-                raise CorruptionError(
-                    f"{what}. The damaged file was moved aside (or, if gone, dropped) and its candles "
-                    "are no longer covered: get_ohlcv with a fetch_callback fetches them again"
-                ) from e
-            stream = _core.read_range(path, start, end, self._hot, self.verify_mode)
+        stream = self._read_stream(symbol, period, ns, start, end)
         df = _frame(stream)
         self._used(symbol, period, stream.time_span, run_id, ns)
         if self._stats is not None:
@@ -803,9 +863,15 @@ _defaults_by_arg: dict[str, MarketCache] = {}
 _defaults_lock = threading.Lock()
 
 
-def default_cache(base_dir: str | os.PathLike[str]) -> MarketCache:
+def default_cache(base_dir: str | os.PathLike[str], storage_options: Mapping[str, str] | None = None) -> MarketCache:
     """The shared ``MarketCache`` of a directory that ``get_ohlcv_with_cache`` and
     ``read_cached`` use: its hot tier is ``CANDLECACHE_HOT_MB`` MiB (default 256; ``0`` off)."""
+    if isinstance(base_dir, str) and _core.is_object_url(base_dir):
+        return _default_for_url(base_dir, storage_options)
+    if storage_options is not None:
+        raise TypeError(
+            f"storage_options apply to object store URLs (s3://, gs://, az://, file://), not to the local path {base_dir!r}"
+        )
     # An absolute path seen before skips the checks below (a stat or two and pathlib cost a
     # third of a hot read): a relative one depends on the working directory, `~` on HOME.
     raw = base_dir if isinstance(base_dir, str) else os.fspath(base_dir) if isinstance(base_dir, os.PathLike) else None
@@ -825,6 +891,25 @@ def default_cache(base_dir: str | os.PathLike[str]) -> MarketCache:
                 _defaults[key] = cache
     if fast:
         _defaults_by_arg[raw] = cache  # type: ignore[index]
+    return cache
+
+
+_defaults_by_url: dict[tuple[str, tuple[tuple[str, str], ...]], MarketCache] = {}
+
+
+def _default_for_url(url: str, storage_options: Mapping[str, str] | None) -> MarketCache:
+    """``default_cache`` of an object store root: one per URL and options."""
+    from .objectstore import _check_storage_options
+
+    options = _check_storage_options(storage_options)
+    key = (url.rstrip("/"), tuple(sorted(options.items())))
+    cache = _defaults_by_url.get(key)
+    if cache is None or cache._closed:
+        with _defaults_lock:
+            cache = _defaults_by_url.get(key)
+            if cache is None or cache._closed:
+                cache = MarketCache(url, storage_options=options, hot_cache_mb=_env_hot_mb())
+                _defaults_by_url[key] = cache
     return cache
 
 

@@ -72,11 +72,16 @@ def data_dir(base_dir: str | os.PathLike[str], symbol: str, period: str, *, name
     >>> data_dir("cache", "BTC/USDT", "1h", namespace="okx").as_posix()
     'cache/okx/BTC_USDT_1h'
     """
-    safe = symbol.replace("/", "_").replace(":", "_")
     base = Path(base_dir).expanduser()
+    return base / _folder_name(symbol, period, namespace)
+
+
+def _folder_name(symbol: str, period: str, namespace: str | None = None) -> str:
+    """``data_dir`` below its root, with ``/`` between namespace and folder."""
+    safe = symbol.replace("/", "_").replace(":", "_")
     if namespace is not None:
-        base = base / _namespace(namespace)  # type: ignore[operator]
-    return base / f"{safe}_{period}"
+        return f"{_namespace(namespace)}/{safe}_{period}"
+    return f"{safe}_{period}"
 
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -311,6 +316,7 @@ def get_ohlcv_with_cache(
     durable: bool = False,
     progress: bool | None = None,
     namespace: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """OHLCV candles from the cache in ``base_dir``, fetching only what it does not cover.
 
@@ -335,6 +341,9 @@ def get_ohlcv_with_cache(
 
     Args:
         base_dir: cache root (``str`` or ``pathlib.Path``); one folder per symbol and period.
+            Or an object store URL shared by many machines: ``s3://bucket/prefix``,
+            ``gs://…``, ``az://…``, ``file:///path`` (see the README's "Shared cache on
+            object storage").
         symbol: market symbol, e.g. ``"BTC/USDT"``.
         period: one of ``1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M``.
         start_time: first candle time (need not be aligned to the period): epoch ms (``int``,
@@ -357,6 +366,11 @@ def get_ohlcv_with_cache(
             (``BTC/USDT`` of Binance and of OKX would otherwise share a folder). ``"auto"``
             takes the id of the ccxt exchange ``fetch_callback`` belongs to. ``None`` (the
             default) is the original tool's layout.
+        storage_options: for an object store URL, the store's settings as ``object_store``
+            names them (``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
+            ``allow_http``, …; ``max_retries``, ``retry_timeout`` seconds); credentials not
+            given are read from the usual environment variables (``AWS_*``, ``GOOGLE_*``,
+            ``AZURE_*``).
 
     Example:
         >>> import ccxt, candlecache
@@ -376,19 +390,22 @@ def get_ohlcv_with_cache(
             ``end_time``, a time in seconds/µs/ns or an unreadable time string.
         TypeError: wrong argument types; a callback returning an unsupported type.
         candlecache.CallbackError: the callback returned rows before ``since`` or unaligned times.
-        candlecache.Timeout: the folder lock was held longer than ``lock_timeout``.
+        candlecache.Timeout: the folder lock was held longer than ``lock_timeout`` (on object
+            storage: another machine's claim on the range, while it keeps renewing it).
         candlecache.CorruptionError: a cache file cannot be read (see ``repair_cache``).
+        candlecache.StoreRefusedError: the object store does not honour create-if-absent.
+        candlecache.ObjectStoreError: the object store failed (after retries).
     """
     return _get_ohlcv(
         None, base_dir, symbol, period, start_time, count, fetch_callback, fetch_callback_params,
         enable_cache, end_time=end_time, lock_timeout=lock_timeout, durable=durable, progress=progress,
-        namespace=namespace,
+        namespace=namespace, storage_options=storage_options,
     )
 
 
 def _get_ohlcv(
     cache: Any,
-    base_dir: str | os.PathLike[str],
+    base_dir: str | os.PathLike[str] | None,
     symbol: str,
     period: str,
     start_time: TimeLike,
@@ -402,15 +419,15 @@ def _get_ohlcv(
     durable: bool,
     progress: bool | None,
     namespace: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """The body of ``get_ohlcv_with_cache`` and ``MarketCache.get_ohlcv``: ``cache`` (a
     ``MarketCache``, or None for the directory's shared default) holds the hot tier and counts."""
     if cache is None:
         from .market import default_cache
 
-        cache = default_cache(base_dir)
+        cache = default_cache(base_dir, storage_options)  # type: ignore[arg-type]
     ns = _namespace(namespace if namespace is not None else cache.namespace, fetch_callback)
-    base = cache.base_dir if ns is None else cache.base_dir / ns
     if not isinstance(symbol, str) or not symbol:
         raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
     period = _check_period(period)
@@ -443,7 +460,6 @@ def _get_ohlcv(
         raise TypeError(f"fetch_callback must be callable, got {type(fetch_callback).__name__}")
     if inspect.iscoroutinefunction(fetch_callback):
         raise TypeError(_ASYNC_HINT)
-    _warn_if_exchange_id(base, symbol)
     if fetch_callback_params is None:
         params: dict[str, Any] | None = None
     elif isinstance(fetch_callback_params, Mapping):
@@ -453,27 +469,15 @@ def _get_ohlcv(
     if lock_timeout is not None and (not isinstance(lock_timeout, (int, float)) or lock_timeout < 0):
         raise ValueError(f"lock_timeout must be None or a number of seconds >= 0, got {lock_timeout!r}")
     now_ms = int(time.time() * 1000)
-    if enable_cache and count > 0 and _log.isEnabledFor(logging.INFO):
-        _log_plan(base, symbol, period, start_time, count, now_ms)
     decodes = cache._decodes()
     bar = _Progress(progress, f"{symbol} {period}")
     counted = _Counted(fetch_callback)
     timeout = None if lock_timeout is None else float(lock_timeout)
-
-    def call() -> Any:
-        return _core.get_ohlcv(
-            base, symbol, period, start_time, count, counted, params, bool(enable_cache), now_ms,
-            timeout, bool(durable), _adapt, bar if progress is not False else None, cache._hot,
-            cache.verify_mode, cache.compression,
-        )
-
     try:
-        try:
-            stream = call()
-        except CorruptionError as e:
-            # Heal: damaged files go aside and lose their coverage, so this call fetches them again.
-            _heal(cache, data_dir(base, symbol, period), symbol, period, e, durable=bool(durable), timeout=timeout)
-            stream = call()
+        stream = cache._fetch(
+            symbol, period, ns, start_time, count, counted, params, bool(enable_cache), now_ms, timeout,
+            bool(durable), bar if progress is not False else None,
+        )
     finally:
         bar.close()
     span = stream.time_span
@@ -526,6 +530,7 @@ def read_cached(
     end_time: TimeLike | None = None,
     *,
     namespace: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """What the cache holds for ``start_time <= time <= end_time`` (inclusive), without fetching
     (in ``namespace``, as ``get_ohlcv_with_cache`` stored it).
@@ -537,8 +542,7 @@ def read_cached(
     """
     from .market import default_cache
 
-    base = _check_base_dir(base_dir)
-    return default_cache(base).read(symbol, period, start_time, end_time, namespace=namespace)
+    return default_cache(base_dir, storage_options).read(symbol, period, start_time, end_time, namespace=namespace)
 
 
 def forget(

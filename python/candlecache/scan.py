@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from polars.io.plugins import register_io_source
 
 from . import _core
 from .inventory import _is_cache_folder, cache_folders
-from .ohlcv import _CANDLE_SCHEMA, PERIODS, _check_base_dir
+from .ohlcv import _CANDLE_SCHEMA, PERIODS, _check_base_dir, _frame
 
 __all__ = ["scan_ohlcv"]
 
@@ -87,6 +87,8 @@ def scan_ohlcv(
     symbols: Iterable[str] | None = None,
     periods: Iterable[str] | None = None,
     namespace: str | None = None,
+    *,
+    storage_options: Mapping[str, str] | None = None,
 ) -> pl.LazyFrame:
     """Every candle a cache directory holds, lazily: columns ``namespace`` (null for the
     drop-in layout), ``symbol`` (as its folder writes it, ``BTC_USDT``), ``period``, ``time``,
@@ -107,16 +109,24 @@ def scan_ohlcv(
 
     DuckDB queries the same frame: ``duckdb.sql("select symbol, count(*) from lf group by 1")``
     (DuckDB reads a polars LazyFrame or DataFrame by its variable name).
+
+    An object store root (``s3://…`` with ``storage_options``, as for ``get_ohlcv_with_cache``)
+    is scanned through its logs: each folder's live objects, merged as ``read_cached`` merges
+    them. Folder filters skip folders there too; a ``time`` filter applies after reading.
     """
-    base = _check_base_dir(base_dir)
-    if not base.is_dir():
-        raise FileNotFoundError(2, "no cache directory here", str(base))
     want_symbols = None if symbols is None else {s.replace("/", "_").replace(":", "_") for s in _strs("symbols", symbols)}
     want_periods = None if periods is None else set(_strs("periods", periods))
     if want_periods is not None and not want_periods <= set(PERIODS):
         raise ValueError(f"unknown period(s) {sorted(want_periods - set(PERIODS))}; expected some of {' '.join(PERIODS)}")
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError(f"namespace must be a str or None, got {type(namespace).__name__}")
+    if isinstance(base_dir, str) and _core.is_object_url(base_dir):
+        return _scan_objects(base_dir, storage_options, want_symbols, want_periods, namespace)
+    if storage_options is not None:
+        raise TypeError("storage_options apply to object store URLs (s3://, gs://, az://, file://), not to local paths")
+    base = _check_base_dir(base_dir)
+    if not base.is_dir():
+        raise FileNotFoundError(2, "no cache directory here", str(base))
     folders = [
         f for f in _folders(base)
         if (want_symbols is None or f[1] in want_symbols)
@@ -149,6 +159,74 @@ def scan_ohlcv(
         df = lf.collect()
         if df.height:
             yield df
+
+    return register_io_source(source, schema=_SCHEMA, explain_name="candlecache.scan_ohlcv")
+
+
+def _object_folders(root: _core.ObjectRoot) -> list[tuple[str | None, str, str, str]]:
+    """``(namespace, symbol, period, folder)`` of the cache folders of an object store root and
+    of its namespaces: one listing per level."""
+    out: list[tuple[str | None, str, str, str]] = []
+
+    def split(name: str) -> tuple[str, str] | None:
+        symbol, _, period = name.rpartition("_")
+        return (symbol, period) if symbol and period in PERIODS else None
+
+    for name in _core.shared_folders(root):
+        if name.startswith("_"):
+            continue
+        parts = split(name)
+        if parts is not None:
+            out.append((None, *parts, name))
+            continue
+        for sub in _core.shared_folders(root, name):
+            parts = split(sub)
+            if parts is not None:
+                out.append((name, *parts, f"{name}/{sub}"))
+    return out
+
+
+def _scan_objects(
+    url: str, storage_options: Mapping[str, str] | None, want_symbols: set[str] | None,
+    want_periods: set[str] | None, namespace: str | None,
+) -> pl.LazyFrame:
+    from .market import default_cache
+
+    root = default_cache(url, storage_options)._root  # type: ignore[attr-defined]
+    folders = [
+        f for f in _object_folders(root)
+        if (want_symbols is None or f[1] in want_symbols)
+        and (want_periods is None or f[2] in want_periods)
+        and (namespace is None or f[0] == namespace)
+    ]
+
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        parts = [] if predicate is None else _conjuncts(predicate)
+        keyed = [(f[0], f[1], f[2], Path(f[3])) for f in folders]
+        for (ns, symbol, period, folder), keep in zip(folders, _matching(parts, keyed)):
+            if not keep:
+                continue
+            df = _frame(_core.shared_read_range(root, folder, period))
+            if not df.height:
+                continue
+            df = df.select(
+                pl.lit(ns, dtype=pl.String).alias("namespace"), pl.lit(symbol).alias("symbol"),
+                pl.lit(period).alias("period"), pl.col("time").cast(pl.Int64),
+                *(pl.col(c).cast(pl.Float64) for c in _DATA[1:]),
+            )
+            if predicate is not None:
+                df = df.filter(predicate)
+            if with_columns is not None:
+                df = df.select(with_columns)
+            if n_rows is not None:
+                df = df.head(n_rows)
+                n_rows -= df.height
+            if df.height:
+                yield df
+            if n_rows is not None and n_rows <= 0:
+                return
 
     return register_io_source(source, schema=_SCHEMA, explain_name="candlecache.scan_ohlcv")
 

@@ -22,6 +22,16 @@ impl FileStamp {
         self.len
     }
 
+    /// The stamp of an object that never changes once written (a data object on object
+    /// storage, named uniquely): its length is all there is to tell.
+    pub fn immutable(len: u64) -> Self {
+        FileStamp {
+            ino: 0,
+            len,
+            mtime_ns: 0,
+        }
+    }
+
     pub fn of(meta: &Metadata) -> Self {
         #[cfg(unix)]
         let ino = std::os::unix::fs::MetadataExt::ino(meta);

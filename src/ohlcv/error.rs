@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use crate::fsio::FsError;
+use crate::shared::StoreError;
 
 /// Errors of the OHLCV layer.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,8 @@ pub enum OhlcvError {
     InvalidArgument(String),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("corrupted data file {path}: {reason}")]
     Corrupted { path: PathBuf, reason: String },
     #[error("fetch callback returned unusable data: {0}")]

@@ -60,6 +60,28 @@ impl Request {
         self.period.add(self.start_time, self.count - 1)
     }
 
+    /// What the request spans: `None` for `count == 0`, else the candle slots
+    /// `[first, end)` and the times `[lo, hi)` of the rows to return.
+    pub(crate) fn bounds(&self) -> Result<Option<Bounds>> {
+        if self.count < 0 {
+            return Err(OhlcvError::InvalidArgument(format!(
+                "count must be >= 0, got {}",
+                self.count
+            )));
+        }
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let end_time = self.end_time()?;
+        let (first, end) = self.slots()?;
+        Ok(Some(Bounds {
+            first,
+            end,
+            lo: self.start_time,
+            hi: end_time.saturating_add(1),
+        }))
+    }
+
     /// Candle slots `[first, end)` the request spans.
     fn slots(&self) -> Result<(i64, i64)> {
         let first = self.period.ceil(self.start_time)?;
@@ -69,6 +91,15 @@ impl Request {
         }
         Ok((first, self.period.add(last, 1)?))
     }
+}
+
+/// The span of a request with `count > 0`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    pub first: i64,
+    pub end: i64,
+    pub lo: i64,
+    pub hi: i64,
 }
 
 /// The folder of a symbol and period, as the original tool names it.
@@ -115,18 +146,9 @@ fn discard(dir: &Path, held: FolderLock) {
 
 /// Read the cache, fetching what is missing; returns the rows of the request.
 pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>> {
-    if req.count < 0 {
-        return Err(OhlcvError::InvalidArgument(format!(
-            "count must be >= 0, got {}",
-            req.count
-        )));
-    }
-    if req.count == 0 {
+    let Some(Bounds { first, end, lo, hi }) = req.bounds()? else {
         return Ok(Vec::new());
-    }
-    let end_time = req.end_time()?;
-    let (first, end) = req.slots()?;
-    let (lo, hi) = (req.start_time, end_time.saturating_add(1));
+    };
     if req.enable_cache {
         // Fully cached reads take no lock: every file change is an atomic rename.
         let known = log::coverage_at(&req.dir, &req.period, req.now_ms)?;
@@ -143,7 +165,14 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
             log::Coverage::default()
         };
         let missing = to_fetch(req, &known.covered, first, end)?;
-        let mut run = Run::new(req, known.confirm);
+        let mut folder = Folder(req);
+        let mut run = Run::new(
+            &req.period,
+            req.now_ms,
+            req.enable_cache,
+            known.confirm,
+            &mut folder,
+        );
         let outcome = run.fetch_all(&missing, fetcher);
         let flushed = run.flush();
         if fresh && outcome.is_err() {
@@ -168,13 +197,65 @@ pub fn get(req: &Request, fetcher: &mut dyn Fetcher) -> Result<Vec<RecordBatch>>
 /// The ranges to ask the exchange for: the requested slots not covered, without slots that
 /// open after `now` (they cannot exist yet).
 fn to_fetch(req: &Request, covered: &Ranges, first: i64, end: i64) -> Result<Vec<(i64, i64)>> {
-    let existing_end = req.period.add(req.period.floor(req.now_ms)?, 1)?;
+    missing_slots(&req.period, req.now_ms, covered, first, end)
+}
+
+/// [`to_fetch`] for any store: the slots of `[first, end)` not in `covered` that exist at `now_ms`.
+pub(crate) fn missing_slots(
+    period: &Period,
+    now_ms: i64,
+    covered: &Ranges,
+    first: i64,
+    end: i64,
+) -> Result<Vec<(i64, i64)>> {
+    let existing_end = period.add(period.floor(now_ms)?, 1)?;
     Ok(covered.missing(first, end.min(existing_end)))
 }
 
+/// Where a fetch's rows and coverage go: the local folder under its lock, or the shared log
+/// on object storage.
+pub(crate) trait Sink {
+    /// Store `rows` (sorted and unique on time), then record `entries`: data always before the
+    /// coverage that vouches for it, so a crash in between loses coverage, never candles.
+    fn commit(&mut self, rows: Option<RecordBatch>, entries: Vec<log::Entry>) -> Result<()>;
+    /// Where the rows go, for error messages.
+    fn place(&self) -> PathBuf;
+}
+
+/// The local folder of a request (its lock is held).
+struct Folder<'a>(&'a Request);
+
+impl Sink for Folder<'_> {
+    fn commit(&mut self, rows: Option<RecordBatch>, entries: Vec<log::Entry>) -> Result<()> {
+        let req = self.0;
+        if let Some(batch) = rows {
+            let opts = store::WriteOpts {
+                durable: req.durable,
+                codec: req.codec,
+                verify: req.verify,
+            };
+            store::write_rows(&req.dir, &req.period, &batch, opts)?;
+        }
+        for entry in &entries {
+            log::append(&req.dir, entry, req.durable)?;
+        }
+        if req.durable && !entries.is_empty() {
+            fsio::fsync_dir(&req.dir)?;
+        }
+        Ok(())
+    }
+
+    fn place(&self) -> PathBuf {
+        self.0.dir.clone()
+    }
+}
+
 /// The state of one fetch under the lock: rows and coverage not yet written.
-struct Run<'a> {
-    req: &'a Request,
+pub(crate) struct Run<'a> {
+    period: &'a Period,
+    now_ms: i64,
+    enable_cache: bool,
+    sink: &'a mut dyn Sink,
     final_end: i64,
     /// Slots ending at or before this may be claimed empty when the exchange has nothing after them.
     empty_end: i64,
@@ -187,15 +268,24 @@ struct Run<'a> {
     /// Ranges answered empty for the first time (written as unconfirmed lines).
     unconfirmed: Ranges,
     /// With `enable_cache=False`, what was fetched is what is returned.
-    returned: Vec<RecordBatch>,
+    pub(crate) returned: Vec<RecordBatch>,
 }
 
 impl<'a> Run<'a> {
-    fn new(req: &'a Request, confirm: Ranges) -> Self {
+    pub(crate) fn new(
+        period: &'a Period,
+        now_ms: i64,
+        enable_cache: bool,
+        confirm: Ranges,
+        sink: &'a mut dyn Sink,
+    ) -> Self {
         Run {
-            req,
-            final_end: log::final_end(&req.period, req.now_ms).unwrap_or(i64::MIN),
-            empty_end: log::final_end(&req.period, req.now_ms.saturating_sub(EMPTY_TAIL_SETTLE_MS))
+            period,
+            now_ms,
+            enable_cache,
+            sink,
+            final_end: log::final_end(period, now_ms).unwrap_or(i64::MIN),
+            empty_end: log::final_end(period, now_ms.saturating_sub(EMPTY_TAIL_SETTLE_MS))
                 .unwrap_or(i64::MIN),
             pending: Vec::new(),
             pending_rows: 0,
@@ -207,8 +297,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn fetch_all(&mut self, missing: &[(i64, i64)], fetcher: &mut dyn Fetcher) -> Result<()> {
-        let p = &self.req.period;
+    pub(crate) fn fetch_all(
+        &mut self,
+        missing: &[(i64, i64)],
+        fetcher: &mut dyn Fetcher,
+    ) -> Result<()> {
+        let p = self.period;
         let mut total = 0;
         for &(a, b) in missing {
             total += p.slots(a, b)?;
@@ -247,7 +341,7 @@ impl<'a> Run<'a> {
     /// Sorted, unique, aligned rows at or after `since`, or a clear error.
     fn validate(&self, raw: RecordBatch, since: i64) -> Result<RecordBatch> {
         let rows = frame::normalize(&raw, true).map_err(OhlcvError::BadCallbackData)?;
-        let p = &self.req.period;
+        let p = self.period;
         for &t in frame::times(&rows).values() {
             if t < since {
                 let hint = if t.abs() < 100_000_000_000 && since.abs() >= 100_000_000_000 {
@@ -307,7 +401,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         self.pending_rows += rows.num_rows();
-        if !self.req.enable_cache {
+        if !self.enable_cache {
             self.returned.push(rows.clone());
         }
         self.pending.push(rows);
@@ -318,43 +412,51 @@ impl<'a> Run<'a> {
     }
 
     /// Write pending rows, then the log lines that cover them: data before its log line.
-    fn flush(&mut self) -> Result<()> {
-        if !self.pending.is_empty() {
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        let rows = if self.pending.is_empty() {
+            None
+        } else {
+            let place = || self.sink.place();
             let merged = frame::merge(
                 std::mem::take(&mut self.pending)
                     .into_iter()
                     .map(|b| (0, b))
                     .collect(),
             )
-            .map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
-            let batch =
-                frame::concat(merged).map_err(|e| OhlcvError::corrupted(&self.req.dir, e))?;
-            let opts = store::WriteOpts {
-                durable: self.req.durable,
-                codec: self.req.codec,
-                verify: self.req.verify,
-            };
-            store::write_rows(&self.req.dir, &self.req.period, &batch, opts)?;
-            self.pending_rows = 0;
-        }
+            .map_err(|e| OhlcvError::corrupted(place(), e))?;
+            Some(frame::concat(merged).map_err(|e| OhlcvError::corrupted(place(), e))?)
+        };
+        let mut entries = Vec::new();
         let claims = std::mem::take(&mut self.claims);
-        let spans = claims.as_slice();
-        for (i, &(a, b)) in spans.iter().enumerate() {
+        for (i, &(a, b)) in claims.as_slice().iter().enumerate() {
             // Row counts are per flush; attribute them to the first line.
             let count = if i == 0 { self.claim_rows } else { 0 };
-            let entry = log::entry_for(&self.req.period, a, b, count, self.req.now_ms, "api")?;
-            log::append(&self.req.dir, &entry, self.req.durable)?;
+            entries.push(log::entry_for(
+                self.period,
+                a,
+                b,
+                count,
+                self.now_ms,
+                "api",
+            )?);
         }
-        self.claim_rows = 0;
         let first_time = std::mem::take(&mut self.unconfirmed);
         for &(a, b) in first_time.as_slice() {
-            let entry =
-                log::entry_for(&self.req.period, a, b, 0, self.req.now_ms, log::UNCONFIRMED)?;
-            log::append(&self.req.dir, &entry, self.req.durable)?;
+            entries.push(log::entry_for(
+                self.period,
+                a,
+                b,
+                0,
+                self.now_ms,
+                log::UNCONFIRMED,
+            )?);
         }
-        if self.req.durable && !(spans.is_empty() && first_time.is_empty()) {
-            fsio::fsync_dir(&self.req.dir)?;
+        if rows.is_none() && entries.is_empty() {
+            return Ok(());
         }
+        self.sink.commit(rows, entries)?;
+        self.pending_rows = 0;
+        self.claim_rows = 0;
         Ok(())
     }
 }

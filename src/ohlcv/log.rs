@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::coverage::Ranges;
@@ -44,7 +44,7 @@ pub const UNCONFIRMED: &str = "api:unconfirmed-empty";
 /// How long a range answered empty once is trusted before it is asked again.
 pub const EMPTY_CONFIRM_MS: i64 = 3_600_000;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub fetch_time: String,
     pub data_start: i64,
@@ -144,9 +144,14 @@ pub struct Coverage {
 }
 
 pub fn coverage_at(dir: &Path, period: &Period, now_ms: i64) -> Result<Coverage> {
+    Ok(coverage_of(&read_entries(dir)?, period, now_ms))
+}
+
+/// [`coverage_at`] of entries read from anywhere (a folder's log, the shared log).
+pub fn coverage_of(entries: &[Entry], period: &Period, now_ms: i64) -> Coverage {
     let mut covered = Ranges::new();
     let mut due = Vec::new();
-    for e in read_entries(dir)?.iter() {
+    for e in entries {
         let Some((a, b)) = e.coverage(period) else {
             continue;
         };
@@ -161,7 +166,7 @@ pub fn coverage_at(dir: &Path, period: &Period, now_ms: i64) -> Result<Coverage>
         .into_iter()
         .flat_map(|(a, b)| covered.missing(a, b))
         .collect();
-    Ok(Coverage { covered, confirm })
+    Coverage { covered, confirm }
 }
 
 fn to_line(entry: &Entry) -> Vec<u8> {
@@ -238,6 +243,24 @@ fn rewrite(
     force: bool,
 ) -> Result<bool> {
     let entries = read_entries(dir)?;
+    let merged = merged_entries(&entries, period, holes)?;
+    if !force && entries.len() <= merged.len() + COMPACT_SLACK {
+        return Ok(false);
+    }
+    let out: Vec<u8> = merged.iter().flat_map(to_line).collect();
+    fsio::atomic_write(&log_path(dir), durable, |f| f.write_all(&out))?;
+    Ok(true)
+}
+
+/// The same coverage as `entries`, less `holes`, in as few entries as it takes: one per
+/// merged range answered, and unconfirmed empty answers on their own entries with their
+/// times (their confirmation is due an hour after them), without the parts confirmed or
+/// answered since.
+pub fn merged_entries(
+    entries: &[Entry],
+    period: &Period,
+    holes: &[(i64, i64)],
+) -> Result<Vec<Entry>> {
     let span = |e: &Entry| {
         let (a, b) = e.coverage(period)?;
         Some((a, b, e.count, parse_iso_ms(&e.fetch_time).unwrap_or(0)))
@@ -263,8 +286,6 @@ fn rewrite(
             _ => merged.push((a, b, count, fetched)),
         }
     }
-    // Unconfirmed empty answers keep their own lines and times (their confirmation is due an
-    // hour after them), without the parts confirmed or answered since.
     let settled: Ranges = merged.iter().map(|&(a, b, _, _)| (a, b)).collect();
     let mut pending = cut(
         entries
@@ -277,24 +298,20 @@ fn rewrite(
     pending = cut(pending, &settled);
     pending.sort_unstable();
     pending.dedup();
-    if !force && entries.len() <= merged.len() + pending.len() + COMPACT_SLACK {
-        return Ok(false);
-    }
-    let mut out = span_lines(period, merged, "compacted")?;
-    out.extend(span_lines(period, pending, UNCONFIRMED)?);
-    fsio::atomic_write(&log_path(dir), durable, |f| f.write_all(&out))?;
-    Ok(true)
+    let mut out = span_entries(period, merged, "compacted")?;
+    out.extend(span_entries(period, pending, UNCONFIRMED)?);
+    Ok(out)
 }
 
-/// One line per `(start, end, count, fetched_ms)` span, tagged `source`.
-fn span_lines(period: &Period, spans: Vec<Span>, source: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+/// One entry per `(start, end, count, fetched_ms)` span, tagged `source`.
+fn span_entries(period: &Period, spans: Vec<Span>, source: &str) -> Result<Vec<Entry>> {
+    let mut out = Vec::with_capacity(spans.len());
     for (a, b, count, fetched) in spans {
         let mut entry = entry_for(period, a, b, count, fetched, source)?;
         if fetched == 0 {
             entry.fetch_time = String::new();
         }
-        out.extend(to_line(&entry));
+        out.push(entry);
     }
     Ok(out)
 }
@@ -307,7 +324,10 @@ pub fn write_spans(
     source: &str,
     durable: bool,
 ) -> Result<()> {
-    let out = span_lines(period, merged, source)?;
+    let out: Vec<u8> = span_entries(period, merged, source)?
+        .iter()
+        .flat_map(to_line)
+        .collect();
     fsio::atomic_write(&log_path(dir), durable, |f| f.write_all(&out))?;
     Ok(())
 }

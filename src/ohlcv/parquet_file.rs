@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -44,6 +44,68 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
+    /// What a decoded footer says, for the file version `stamp`.
+    pub fn new(meta: ArrowReaderMetadata, stamp: FileStamp, footer_crc: u32) -> FileInfo {
+        let time_idx = meta
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [TIME] || c.path().parts() == ["timestamp"]);
+        let groups = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| {
+                let stats = rg.column(time_idx?).statistics()?;
+                match stats {
+                    Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+                    _ => None,
+                }
+            })
+            .collect();
+        let kv = meta
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kvs| {
+                kvs.iter()
+                    .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        FileInfo {
+            meta,
+            groups,
+            time_idx,
+            kv,
+            stamp,
+            footer_crc,
+        }
+    }
+
+    /// The reader metadata, for building a reader of the same file.
+    pub fn reader_metadata(&self) -> &ArrowReaderMetadata {
+        &self.meta
+    }
+
+    /// The row groups that may hold times in `[lo, hi)` and, where the page index allows,
+    /// the rows of their pages that may: what a read of that range decodes. None if no row
+    /// group can hold such a time.
+    pub fn plan(&self, lo: i64, hi: i64) -> Option<(Vec<usize>, Option<RowSelection>)> {
+        let groups: Vec<usize> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.is_none_or(|(a, b)| b >= lo && a < hi))
+            .map(|(i, _)| i)
+            .collect();
+        if groups.is_empty() {
+            return None;
+        }
+        let selection = page_selection(self, &groups, lo, hi);
+        Some((groups, selection))
+    }
+
     pub fn min_max(&self) -> Option<(i64, i64)> {
         let mut out: Option<(i64, i64)> = None;
         for g in &self.groups {
@@ -99,41 +161,7 @@ pub fn open(path: &Path) -> Result<Option<(File, Arc<FileInfo>)>> {
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let meta =
         ArrowReaderMetadata::load(&file, options).map_err(|e| OhlcvError::corrupted(path, e))?;
-    let time_idx = meta
-        .parquet_schema()
-        .columns()
-        .iter()
-        .position(|c| c.path().parts() == [TIME] || c.path().parts() == ["timestamp"]);
-    let groups = meta
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|rg| {
-            let stats = rg.column(time_idx?).statistics()?;
-            match stats {
-                Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
-                _ => None,
-            }
-        })
-        .collect();
-    let kv = meta
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kvs| {
-            kvs.iter()
-                .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let info = Arc::new(FileInfo {
-        meta,
-        groups,
-        time_idx,
-        kv,
-        stamp: st,
-        footer_crc,
-    });
+    let info = Arc::new(FileInfo::new(meta, st, footer_crc));
     if let Ok(mut cache) = info_cache().lock() {
         if cache.len() > 4096 {
             cache.clear();
@@ -197,17 +225,9 @@ pub fn read_checked(
         return Ok(None);
     };
     check(&file, &info)?;
-    let groups: Vec<usize> = info
-        .groups
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| g.is_none_or(|(a, b)| b >= lo && a < hi))
-        .map(|(i, _)| i)
-        .collect();
-    if groups.is_empty() {
+    let Some((groups, selection)) = info.plan(lo, hi) else {
         return Ok(Some(Vec::new()));
-    }
-    let selection = page_selection(&info, &groups, lo, hi);
+    };
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, info.meta.clone())
         .with_row_groups(groups)
         .with_batch_size(64 * 1024);
@@ -219,7 +239,21 @@ pub fn read_checked(
         .map_err(|e| OhlcvError::corrupted(path, e))?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| OhlcvError::corrupted(path, e))?;
+        out.push(batch.map_err(|e| OhlcvError::corrupted(path, e))?);
+    }
+    finish(out, path, lo, hi).map(Some)
+}
+
+/// Decoded batches of one file as rows with `lo <= time < hi`, normalised, sorted and
+/// unique on time.
+pub fn finish(
+    batches: Vec<RecordBatch>,
+    path: &Path,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
         let batch = frame::normalize(&batch, false).map_err(|e| OhlcvError::corrupted(path, e))?;
         out.push(batch);
     }
@@ -235,12 +269,11 @@ pub fn read_checked(
         out = frame::merge(out.into_iter().map(|b| (0, b)).collect())
             .map_err(|e| OhlcvError::corrupted(path, e))?;
     }
-    Ok(Some(
-        out.iter()
-            .map(|b| frame::slice_sorted(b, lo, hi))
-            .filter(|b| b.num_rows() > 0)
-            .collect(),
-    ))
+    Ok(out
+        .iter()
+        .map(|b| frame::slice_sorted(b, lo, hi))
+        .filter(|b| b.num_rows() > 0)
+        .collect())
 }
 
 /// The rows of the chosen row groups on pages whose `time` range overlaps `[lo, hi)`, when
@@ -370,26 +403,34 @@ pub fn write(
     codec: Compression,
     before_rename: impl FnOnce(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let schema = batches
-        .first()
-        .map_or_else(frame::base_schema, |b| b.schema());
-    let props = properties(kv, codec);
+    let bytes = encode(batches, kv, codec).map_err(|e| FsError::io(path, e))?;
     fsio::atomic_write(path, durable, |file| {
-        let mut writer =
-            ArrowWriter::try_new(&mut *file, schema.clone(), Some(props)).map_err(into_io)?;
-        for b in batches {
-            writer.write(b).map_err(into_io)?;
-        }
-        writer.close().map_err(into_io)?;
-        file.seek(SeekFrom::Start(0))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        file.write_all(&bytes)?;
         before_rename(&bytes).map_err(|e| match e {
             OhlcvError::Fs(FsError::Io { source, .. }) => source,
             other => std::io::Error::other(other),
         })
     })?;
     Ok(())
+}
+
+/// Sorted, unique, unified batches as the bytes of a Parquet file.
+pub fn encode(
+    batches: &[RecordBatch],
+    kv: Vec<(String, String)>,
+    codec: Compression,
+) -> std::io::Result<Vec<u8>> {
+    let schema = batches
+        .first()
+        .map_or_else(frame::base_schema, |b| b.schema());
+    let mut bytes = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, schema, Some(properties(kv, codec))).map_err(into_io)?;
+    for b in batches {
+        writer.write(b).map_err(into_io)?;
+    }
+    writer.close().map_err(into_io)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

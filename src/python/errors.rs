@@ -7,6 +7,7 @@ use pyo3::types::PyType;
 
 use crate::fsio::FsError;
 use crate::ohlcv::OhlcvError;
+use crate::shared::StoreError;
 
 /// An exception class from `candlecache.exceptions` (defined in Python so it can inherit
 /// from both `CandlecacheError` and a builtin, as `CallbackError(ValueError)` does).
@@ -66,5 +67,24 @@ pub fn to_py(py: Python<'_>, err: OhlcvError) -> PyErr {
         ),
         OhlcvError::BadCallbackData(_) => raise(py, "CallbackError", err.to_string()),
         OhlcvError::Callback(_) => raise(py, "CandlecacheError", err.to_string()),
+        OhlcvError::Store(e) => store_to_py(py, e),
+    }
+}
+
+pub fn store_to_py(py: Python<'_>, err: StoreError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        StoreError::BadUrl { .. } | StoreError::BadOption { .. } => PyValueError::new_err(msg),
+        StoreError::Refused { .. } => raise(py, "StoreRefusedError", msg),
+        StoreError::NoBucket { .. } => PyFileNotFoundError::new_err(msg),
+        StoreError::Corrupted { .. } => raise(py, "CorruptionError", msg),
+        StoreError::Contended { .. } | StoreError::ClaimWait { .. } => raise(py, "Timeout", msg),
+        StoreError::Request { ref source, .. } => match source {
+            object_store::Error::NotFound { .. } => PyFileNotFoundError::new_err(msg),
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => PyPermissionError::new_err(msg),
+            _ => raise(py, "ObjectStoreError", msg),
+        },
+        StoreError::Runtime(_) => raise(py, "ObjectStoreError", msg),
     }
 }

@@ -8,6 +8,7 @@ mod kv;
 mod kv_values;
 mod ohlcv;
 mod resample;
+mod shared;
 mod vision;
 
 use pyo3::prelude::*;
@@ -51,6 +52,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resample::resample, m)?)?;
     m.add_function(wrap_pyfunction!(resample::check_nested, m)?)?;
     m.add_function(wrap_pyfunction!(resample::compact_tier, m)?)?;
+    m.add_class::<shared::PyRoot>()?;
+    m.add_function(wrap_pyfunction!(shared::is_object_url, m)?)?;
+    m.add_function(wrap_pyfunction!(shared::shared_get_ohlcv, m)?)?;
+    m.add_function(wrap_pyfunction!(shared::shared_read_range, m)?)?;
+    m.add_function(wrap_pyfunction!(shared::shared_coverage, m)?)?;
+    m.add_function(wrap_pyfunction!(shared::shared_folders, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_target, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_backfill, m)?)?;
     m.add_function(wrap_pyfunction!(vision::vision_failures, m)?)?;

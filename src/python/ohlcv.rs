@@ -34,14 +34,14 @@ pub(super) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
 }
 
 /// Calls the user's callback with the GIL; keeps its exception object to re-raise as is.
-struct PyFetcher {
-    callback: Py<PyAny>,
-    params: Option<Py<PyDict>>,
-    adapt: Py<PyAny>,
-    progress: Option<Py<PyAny>>,
-    symbol: String,
-    period: String,
-    error: Mutex<Option<PyErr>>,
+pub(super) struct PyFetcher {
+    pub(super) callback: Py<PyAny>,
+    pub(super) params: Option<Py<PyDict>>,
+    pub(super) adapt: Py<PyAny>,
+    pub(super) progress: Option<Py<PyAny>>,
+    pub(super) symbol: String,
+    pub(super) period: String,
+    pub(super) error: Mutex<Option<PyErr>>,
 }
 
 impl PyFetcher {
@@ -53,7 +53,7 @@ impl PyFetcher {
         OhlcvError::Callback(msg)
     }
 
-    fn take_error(&self) -> Option<PyErr> {
+    pub(super) fn take_error(&self) -> Option<PyErr> {
         self.error.lock().ok().and_then(|mut e| e.take())
     }
 }

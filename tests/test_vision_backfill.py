@@ -793,3 +793,29 @@ def test_namespace_auto_names_the_ccxt_exchange_of_the_market(tmp_path, server, 
     assert r.ok and (tmp_path / "spot-archive" / "BTC_USDT_1d").is_dir()
     with pytest.raises(ValueError, match="namespace"):
         backfill(tmp_path, server, BTC, "1d", ms(2023, 1, 1), ms(2023, 1, 31), namespace="../up")
+
+
+def test_backfill_into_a_bucket_then_the_cache_serves_it(tmp_path, server, exchange, s3_bucket, monkeypatch):
+    """An object store root: each archive file is committed to the bucket's log as it is
+    stored; the failure registry stays on this machine."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    opts = s3_bucket.storage_options
+    start, end = ms(2024, 1, 28), ms(2024, 2, 2, 23, 59)
+    r = backfill(s3_bucket.url, server, BTC, "1m", start, end, storage_options=opts)
+    exp = truth(BTC, "1m", start, end)
+    assert r.ok, r
+    assert r.rows_written == exp.height == 6 * 1440
+    check_equal(candlecache.read_cached(s3_bucket.url, BTC, "1m", start, end, storage_options=opts), exp)
+    assert not list(tmp_path.glob("BTC_USDT_1m")), "nothing written locally"
+    server.reset_log()
+    df = candlecache.get_ohlcv_with_cache(
+        s3_bucket.url, BTC, "1m", start, fetch_callback=exchange.fetch_ohlcv, end_time=end, storage_options=opts
+    )
+    check_equal(df, exp)
+    assert rest_klines(server) == 0
+    again = backfill(s3_bucket.url, server, BTC, "1m", start, end, storage_options=opts)
+    assert server.archive_log() == []
+    assert (again.files_downloaded, again.rows_written) == (0, 0) and again.ok
+    assert candlecache.vision_failures(s3_bucket.url).height == 0
+    with pytest.raises(TypeError, match="storage_options"):
+        backfill(tmp_path, server, BTC, "1m", start, end, storage_options=opts)

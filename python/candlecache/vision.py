@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import os
@@ -22,6 +23,7 @@ from .ohlcv import (
     _check_base_dir,
     _check_int,
     _check_period,
+    _folder_name,
     _namespace,
     _Progress,
     _slots,
@@ -136,6 +138,7 @@ def backfill_binance_vision(
     durable: bool = False,
     publication_lag: timedelta | float = DEFAULT_PUBLICATION_LAG,
     namespace: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> BackfillReport:
     """Fill ``base_dir`` with the candles of ``symbol`` from Binance's public archive.
 
@@ -168,6 +171,10 @@ def backfill_binance_vision(
         progress: a tqdm bar over files (``None``: for long runs on a terminal).
         lock_timeout: seconds to wait for another process working on the same folder.
         durable: fsync every write (survives a power cut, slower).
+        storage_options: for an object store URL (``s3://…``), as for
+            ``get_ohlcv_with_cache``. Each archive file is committed as it is stored, so an
+            interrupted backfill keeps what it committed. The failure registry of such a root
+            is kept on this machine (see ``vision_failures``).
 
     Returns:
         a ``BackfillReport``; ``report.ok`` is False if a file failed or a range is left.
@@ -187,7 +194,8 @@ def backfill_binance_vision(
     (True, 262080)
     """
     started = time.monotonic()
-    base = _check_base_dir(base_dir)
+    url = _object_url(base_dir, storage_options)
+    base = _check_base_dir(base_dir) if url is None else _registry_dir(url)
     if not isinstance(symbol, str) or not symbol:
         raise TypeError(f"symbol must be a non-empty str, got {symbol!r}")
     period = _check_period(period)
@@ -227,6 +235,12 @@ def backfill_binance_vision(
     ns = _namespace(namespace)
     if ns is not None:
         base = base / ns
+    root = None
+    if url is not None:
+        from .market import default_cache
+
+        shared = default_cache(url, storage_options)
+        root = shared._root  # type: ignore[attr-defined]
     retry: list[str] = []
     if retry_failed:
         retry = [
@@ -241,7 +255,7 @@ def backfill_binance_vision(
             base, symbol, period, market_name, archive_id, base_url, start, end,
             bool(verify_checksum), bool(proceed_on_failure), retry, workers,
             None if lock_timeout is None else float(lock_timeout), bool(durable), lag, now_ms,
-            bar if progress is not False else None,
+            bar if progress is not False else None, root, None if root is None else _folder_name(symbol, period, ns),
         )
     finally:
         bar.close()
@@ -256,17 +270,23 @@ def backfill_binance_vision(
             _log.info("%s %s: fetching %s .. %s through the callback (not in the archive)",
                       symbol, period, describe_ms(a), describe_ms(b))
             try:
-                get_ohlcv_with_cache(
-                    base, symbol, period, a, n, fetch_callback, dict(fetch_callback_params or {}),
-                    lock_timeout=lock_timeout, durable=durable, progress=progress,
-                )
+                if url is None:
+                    get_ohlcv_with_cache(
+                        base, symbol, period, a, n, fetch_callback, dict(fetch_callback_params or {}),
+                        lock_timeout=lock_timeout, durable=durable, progress=progress,
+                    )
+                else:
+                    get_ohlcv_with_cache(
+                        url, symbol, period, a, n, fetch_callback, dict(fetch_callback_params or {}),
+                        lock_timeout=lock_timeout, progress=progress, namespace=ns, storage_options=storage_options,
+                    )
             except Exception as e:  # what the archive gave is stored: report, don't lose it
                 _log.warning("%s %s: fetching %s .. %s through the callback failed: %r",
                              symbol, period, describe_ms(a), describe_ms(b), e)
                 rest_failures.append((f"fetch_callback {describe_ms(a)} .. {describe_ms(b)}", f"{type(e).__name__}: {e}"))
                 continue
             fetched.append((a, b))
-        covered = coverage(base, symbol, period)
+        covered = coverage(base, symbol, period) if url is None else shared._coverage(symbol, period, ns)
         holes = [h for a, b in holes for h in map(tuple, _core.ranges_missing(covered, a, b))]
     report = BackfillReport(
         symbol=symbol,
@@ -309,6 +329,22 @@ _FAILURE_SCHEMA = {
 }
 
 
+def _object_url(base_dir: object, storage_options: object) -> str | None:
+    """``base_dir`` as an object store URL, or None for a local path."""
+    if isinstance(base_dir, str) and _core.is_object_url(base_dir):
+        return base_dir.rstrip("/")
+    if storage_options is not None:
+        raise TypeError("storage_options apply to object store URLs (s3://, gs://, az://, file://), not to local paths")
+    return None
+
+
+def _registry_dir(url: str) -> Path:
+    """Where this machine keeps the failure registry of an object store root:
+    ``$XDG_CACHE_HOME/candlecache/vision/<hash of the URL>`` (``~/.cache`` by default)."""
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return home / "candlecache" / "vision" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def vision_failures(base_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """The archive files that failed and are not stored as verified since, one row each:
     ``file`` (archive path), ``url``, ``symbol``, ``period``, ``market``, ``market_id``,
@@ -321,7 +357,8 @@ def vision_failures(base_dir: str | os.PathLike[str]) -> pl.DataFrame:
     >>> candlecache.vision_failures("~/.cache/candles")  # doctest: +SKIP
     shape: (0, 11)
     """
-    rows = _core.vision_failures(_check_base_dir(base_dir))
+    url = _object_url(base_dir, None)
+    rows = _core.vision_failures(_check_base_dir(base_dir) if url is None else _registry_dir(url))
     return pl.DataFrame(rows, schema=_FAILURE_SCHEMA)
 
 
@@ -333,5 +370,6 @@ def clear_vision_failures(base_dir: str | os.PathLike[str]) -> Path | None:
     PosixPath('/home/me/.cache/candles/vision_failures.20240701T120000Z.jsonl.bak')
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    path = _core.vision_clear_failures(_check_base_dir(base_dir), stamp)
+    url = _object_url(base_dir, None)
+    path = _core.vision_clear_failures(_check_base_dir(base_dir) if url is None else _registry_dir(url), stamp)
     return None if path is None else Path(path)

@@ -25,6 +25,12 @@ pub struct PyRoot {
     root: Root,
 }
 
+impl PyRoot {
+    pub(super) fn root(&self) -> &Root {
+        &self.root
+    }
+}
+
 #[pymethods]
 impl PyRoot {
     #[new]

@@ -9,6 +9,8 @@ use pyo3::types::PyDict;
 
 use super::errors::{fs_to_py, to_py};
 use super::ohlcv::{period, timeout};
+use super::shared::PyRoot;
+use crate::shared::Log;
 use crate::vision::{self, Backfill, Market, VisionError, registry};
 
 pub fn vision_to_py(py: Python<'_>, err: VisionError) -> PyErr {
@@ -41,7 +43,7 @@ pub fn vision_target(
 
 /// The engine of `backfill_binance_vision` (argument checks and defaults live in Python).
 #[pyfunction]
-#[pyo3(signature = (base_dir, symbol, period_name, market, market_id, base_url, start_ms, end_ms, verify, proceed_on_failure, retry, workers, lock_timeout, durable, lag_ms, now_ms, progress=None))]
+#[pyo3(signature = (base_dir, symbol, period_name, market, market_id, base_url, start_ms, end_ms, verify, proceed_on_failure, retry, workers, lock_timeout, durable, lag_ms, now_ms, progress=None, root=None, folder=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn vision_backfill<'py>(
     py: Python<'py>,
@@ -62,12 +64,19 @@ pub fn vision_backfill<'py>(
     lag_ms: i64,
     now_ms: i64,
     progress: Option<Py<PyAny>>,
+    root: Option<PyRef<'py, PyRoot>>,
+    folder: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let p = period(period_name)?;
+    let shared = match (root, folder) {
+        (Some(root), Some(folder)) => Some(Log::new(root.root(), &folder, p)),
+        _ => None,
+    };
     let req = Backfill {
         target: target(&symbol, market, market_id)?,
         base: base_dir,
         symbol,
-        period: period(period_name)?,
+        period: p,
         base_url,
         start_ms,
         end_ms,
@@ -79,6 +88,7 @@ pub fn vision_backfill<'py>(
         durable,
         lag_ms,
         now_ms,
+        shared,
     };
     let mut report_progress = |done: usize, total: usize| {
         if let Some(p) = &progress {

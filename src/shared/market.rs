@@ -300,6 +300,48 @@ impl Writer<'_> {
     }
 }
 
+/// Commits rows to a shared log batch by batch, without claims: the archive backfill, whose
+/// files each become one commit as they arrive.
+pub struct Appender<'a> {
+    writer: Writer<'a>,
+}
+
+impl<'a> Appender<'a> {
+    pub fn new(log: &'a Log, codec: parquet::basic::Compression) -> Result<Self> {
+        run(log.root.self_test())?;
+        let state = run(log.state())?;
+        Ok(Appender {
+            writer: Writer {
+                log,
+                me: uuid::Uuid::new_v4().simple().to_string(),
+                lease: DEFAULT_LEASE,
+                codec,
+                state,
+                claims: Vec::new(),
+                staged: Commit::default(),
+                last_commit: Instant::now(),
+            },
+        })
+    }
+
+    /// What the log covers at `now_ms`.
+    pub fn covered(&self, now_ms: i64) -> Ranges {
+        let log = self.writer.log;
+        log::coverage_of(&self.writer.state.coverage, &log.period, now_ms).covered
+    }
+
+    /// Store `rows` as new objects and commit them with `entry`.
+    pub fn append(&mut self, rows: RecordBatch, entry: Entry) -> Result<()> {
+        self.writer.stage(Some(rows), vec![entry])?;
+        self.writer.commit_staged(true)
+    }
+
+    /// Compact partitions left with many objects.
+    pub fn finish(self) -> Result<()> {
+        compact(self.writer.log, &self.writer.state, self.writer.codec)
+    }
+}
+
 /// Rows, split by partition, written as new data objects (not yet committed).
 fn write_objects(
     log: &Log,

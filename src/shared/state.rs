@@ -12,6 +12,9 @@ use crate::ohlcv::{Period, Ranges};
 /// The format version of commits and checkpoints; a reader refuses newer ones.
 pub const FORMAT: u32 = 1;
 
+/// Coverage entries are merged once a state holds more than this many.
+const MERGE_AT: usize = 256;
+
 /// A live data object: an immutable Parquet file under `data/`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataObject {
@@ -129,6 +132,11 @@ impl State {
                 .unwrap_or_else(|_| self.coverage.clone());
         }
         self.coverage.extend(c.coverage.iter().cloned());
+        if self.coverage.len() > MERGE_AT {
+            // A long-lived reader folds in commit after commit: keep the list short.
+            self.coverage = log::merged_entries(&self.coverage, period, &[])
+                .unwrap_or_else(|_| self.coverage.clone());
+        }
         if c.release {
             self.claims.remove(&c.writer);
         }

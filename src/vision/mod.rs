@@ -29,7 +29,8 @@ use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 
 use crate::ohlcv::period::iso_utc;
-use crate::ohlcv::{Period, Ranges, fetch, frame, integrity, log, store};
+use crate::ohlcv::{Period, Ranges, fetch, frame, integrity, log, parquet_file, store};
+use crate::shared::market::Appender;
 
 pub use error::{Problem, Result, VisionError};
 pub use market::{Market, Target};
@@ -55,6 +56,9 @@ pub struct Backfill {
     pub durable: bool,
     pub lag_ms: i64,
     pub now_ms: i64,
+    /// Store into this log on object storage instead of the folder below `base` (which
+    /// then holds only the failure registry).
+    pub shared: Option<crate::shared::Log>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -138,11 +142,22 @@ pub fn backfill(req: &Backfill, progress: &mut dyn FnMut(usize, usize)) -> Resul
     let http = http::Http::new(&req.base_url)?;
     let (lo, hi) = req.span()?;
     let dir = fetch::data_dir(&req.base, &req.symbol, req.period.name());
-    let _lock = fetch::lock(&dir, req.lock_timeout)?;
-    let covered = log::coverage_at(&dir, &req.period, req.now_ms)?.covered;
+    let (_lock, appender, covered) = match &req.shared {
+        None => {
+            let lock = fetch::lock(&dir, req.lock_timeout)?;
+            let covered = log::coverage_at(&dir, &req.period, req.now_ms)?.covered;
+            (Some(lock), None, covered)
+        }
+        Some(shared) => {
+            let appender = Appender::new(shared, parquet_file::default_codec())?;
+            let covered = appender.covered(req.now_ms);
+            (None, Some(appender), covered)
+        }
+    };
     let mut run = Run {
         req,
         dir,
+        appender,
         covered,
         report: Report::default(),
         resolved: Vec::new(),
@@ -172,7 +187,12 @@ pub fn backfill(req: &Backfill, progress: &mut dyn FnMut(usize, usize)) -> Resul
         registry::record_resolved(&req.base, &resolved, &iso_utc(req.now_ms), req.durable);
     outcome?;
     registered?;
-    log::compact(&run.dir, &req.period, req.durable, false)?;
+    match run.appender.take() {
+        Some(appender) => appender.finish()?,
+        None => {
+            log::compact(&run.dir, &req.period, req.durable, false)?;
+        }
+    }
     let settled = log::final_end(&req.period, req.now_ms)?;
     run.report.holes = run.covered.missing(lo, hi.min(settled.max(lo)));
     Ok(run.report)
@@ -181,6 +201,8 @@ pub fn backfill(req: &Backfill, progress: &mut dyn FnMut(usize, usize)) -> Resul
 struct Run<'a> {
     req: &'a Backfill,
     dir: PathBuf,
+    /// The shared log's writer, when storing to object storage.
+    appender: Option<Appender<'a>>,
     covered: Ranges,
     report: Report,
     resolved: Vec<String>,
@@ -268,21 +290,13 @@ impl Run<'_> {
             return self.fail(&file, &Problem::NoRows);
         };
         let n = batch.num_rows();
-        match store::write_rows(&self.dir, &self.req.period, &batch, self.req.durable) {
-            Err(crate::ohlcv::OhlcvError::Corrupted { .. }) => {
-                // A file these rows merge with is damaged: move it aside (its other candles
-                // lose their coverage and are fetched again) and write them without it.
-                integrity::repair(&self.dir, &self.req.period, self.req.durable)?;
-                store::write_rows(&self.dir, &self.req.period, &batch, self.req.durable)?;
-            }
-            other => other?,
-        }
         let (a, b) = (file.start.min(first), self.req.period.add(last, 1)?);
         let source = format!("vision:{}", file.name());
         let entry = log::entry_for(&self.req.period, a, b, n as i64, self.req.now_ms, &source)?;
-        log::append(&self.dir, &entry, self.req.durable)?;
-        if self.req.durable {
-            crate::fsio::fsync_dir(&self.dir)?;
+        if let Some(appender) = &mut self.appender {
+            appender.append(batch, entry)?;
+        } else {
+            self.store_in_folder(&batch, &entry)?;
         }
         self.covered.insert(a, b);
         self.report.rows_written += n as u64;
@@ -296,6 +310,24 @@ impl Run<'_> {
                 self.resolved.push(file.path);
             }
             (None, false) => self.report.files_unverified += 1,
+        }
+        Ok(())
+    }
+
+    /// Write rows, then their log line, in the local folder (under its lock).
+    fn store_in_folder(&mut self, batch: &RecordBatch, entry: &log::Entry) -> Result<()> {
+        match store::write_rows(&self.dir, &self.req.period, batch, self.req.durable) {
+            Err(crate::ohlcv::OhlcvError::Corrupted { .. }) => {
+                // A file these rows merge with is damaged: move it aside (its other candles
+                // lose their coverage and are fetched again) and write them without it.
+                integrity::repair(&self.dir, &self.req.period, self.req.durable)?;
+                store::write_rows(&self.dir, &self.req.period, batch, self.req.durable)?;
+            }
+            other => other?,
+        }
+        log::append(&self.dir, entry, self.req.durable)?;
+        if self.req.durable {
+            crate::fsio::fsync_dir(&self.dir)?;
         }
         Ok(())
     }

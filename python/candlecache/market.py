@@ -263,7 +263,7 @@ class MarketCache:
                 durable=durable, progress=progress, partial=partial, namespace=namespace,
             )
         self._check_open()
-        _check_run_id(run_id)
+        self._check_run(run_id)
         self._call.fetched = False
         self._call.run_id = run_id
         self._call.keys = []
@@ -375,7 +375,7 @@ class MarketCache:
         ns = _namespace(namespace if namespace is not None else self.namespace)
         start = None if start_time is None else to_ms("start_time", start_time)
         end = None if end_time is None else to_ms("end_time", end_time)
-        _check_run_id(run_id)
+        self._check_run(run_id)
         stream = self._read_stream(symbol, period, ns, start, end)
         df = _frame(stream)
         self._used(symbol, period, stream.time_span, run_id, ns)
@@ -410,7 +410,7 @@ class MarketCache:
         self, symbol: str, period: str, span: tuple[int, int] | None, requests: int, candles: int, *, hot: bool,
         ns: str | None = None,
     ) -> None:
-        self._call.folder = _rel(self._folder(symbol, period, ns), ns)
+        self._call.folder = self._folder_key(symbol, period, ns)
         self._call.keys = self._used(symbol, period, span, getattr(self._call, "run_id", None), ns)
         self._call.fetched = bool(requests)
         if self._stats is None:
@@ -419,6 +419,13 @@ class MarketCache:
             self._stats.add(misses=1, requests=requests, candles_fetched=candles)
         else:
             self._stats.add(hits=1, **({"hot_hits": 1} if hot else {"cold_hits": 1}))
+
+    def _check_run(self, run_id: object) -> None:
+        _check_run_id(run_id)
+
+    def _folder_key(self, symbol: str, period: str, ns: str | None) -> str:
+        """The folder of ``symbol`` and ``period`` relative to the root, as usage records name it."""
+        return _rel(self._folder(symbol, period, ns), ns)
 
     def _count_repaired(self, files: int) -> None:
         if self._stats is not None:
@@ -451,8 +458,7 @@ class MarketCache:
                     out[k] += int(doc.get("counts", {}).get(k, 0))
         calls = out["hits"] + out["misses"]
         out["hit_rate"] = out["hits"] / calls if calls else 0.0
-        total, parts = _partitions(self.base_dir)
-        out["bytes_on_disk"], out["entries"] = total, len(parts)
+        out["bytes_on_disk"], out["entries"] = self._size()
         hot = self._hot.stats() if self._hot is not None else {}
         out["hot_bytes"] = hot.get("bytes", 0)
         out["hot_entries"] = hot.get("entries", 0)
@@ -466,6 +472,11 @@ class MarketCache:
             if self._hot is not None:
                 self._hot.reset_stats()
         return out
+
+    def _size(self) -> tuple[int | None, int | None]:
+        """Bytes and partition files of the directory now."""
+        total, parts = _partitions(self.base_dir)
+        return total, len(parts)
 
     def stats_history(self, start: TimeLike | None = None, end: TimeLike | None = None) -> pl.DataFrame:
         """Counts per UTC day, over every process: ``day`` (``Date``), ``hits``, ``misses``

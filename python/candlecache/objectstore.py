@@ -150,49 +150,23 @@ class ObjectMarketCache(MarketCache):
     def _coverage(self, symbol: str, period: str, ns: str | None) -> list[tuple[int, int]]:
         return _core.shared_coverage(self._root, _folder_name(symbol, period, ns), period)
 
+    def _check_run(self, run_id: object) -> None:
+        if run_id is not None:
+            self._local_only("get_ohlcv(run_id=...)")
+
     def _used(
         self, symbol: str, period: str, span: tuple[int, int] | None, run_id: str | None = None, ns: str | None = None
     ) -> list[str]:
-        if run_id is not None:
-            raise ValueError("run_id is recorded in a local cache directory; it is not available on object storage yet")
         return [] if span is None else _keys(period, span[0], span[1])
 
-    def _count_call(
-        self, symbol: str, period: str, span: tuple[int, int] | None, requests: int, candles: int, *, hot: bool,
-        ns: str | None = None,
-    ) -> None:
-        self._call.keys = self._used(symbol, period, span, getattr(self._call, "run_id", None), ns)
-        self._call.fetched = bool(requests)
-        if self._stats is None:
-            return
-        if requests:
-            self._stats.add(misses=1, requests=requests, candles_fetched=candles)
-        else:
-            self._stats.add(hits=1, **({"hot_hits": 1} if hot else {"cold_hits": 1}))
+    def _folder_key(self, symbol: str, period: str, ns: str | None) -> str:
+        return _folder_name(symbol, period, ns)
 
     # -- statistics and life cycle ----------------------------------------------------------
 
-    def stats(self, reset: bool = False) -> dict[str, Any]:
-        """This process's counts (see ``MarketCache.stats``); ``bytes_on_disk`` and ``entries``
-        are None: sizing a bucket takes a listing of everything."""
-        out: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
-        if self._stats is not None:
-            out.update(self._stats.load_all()[0]["counts"])
-        calls = out["hits"] + out["misses"]
-        out["hit_rate"] = out["hits"] / calls if calls else 0.0
-        out["bytes_on_disk"], out["entries"] = None, None
-        hot = self._hot.stats() if self._hot is not None else {}
-        for k in ("bytes", "entries", "budget"):
-            out[f"hot_{k}"] = hot.get(k, 0)
-        out["hot_file_hits"] = hot.get("hits", 0)
-        out["hot_decodes"] = hot.get("decodes", 0)
-        out["hot_evictions"] = hot.get("evictions", 0)
-        if reset:
-            if self._stats is not None:
-                self._stats.reset()
-            if self._hot is not None:
-                self._hot.reset_stats()
-        return out
+    def _size(self) -> tuple[int | None, int | None]:
+        # Sizing a bucket takes a listing of everything: stats() says None instead.
+        return None, None
 
     def _local_only(self, what: str) -> Any:
         raise NotImplementedError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import polars as pl
@@ -50,7 +50,7 @@ def _conjuncts(expr: pl.Expr) -> list[pl.Expr]:
     return [expr]
 
 
-def _matching(conjuncts: list[pl.Expr], folders: list[tuple[str | None, str, str, Path]]) -> list[bool]:
+def _matching(conjuncts: list[pl.Expr], folders: Sequence[tuple[str | None, str, str, PurePath]]) -> list[bool]:
     """Per folder, False when a part of the query that names only the folder keys rules it
     out (decided for all folders in one polars call per such part)."""
     keep = [True] * len(folders)
@@ -70,11 +70,21 @@ def _matching(conjuncts: list[pl.Expr], folders: list[tuple[str | None, str, str
 _DATA = tuple(_CANDLE_SCHEMA)
 
 
-def _folder_frame(files: list[Path], keys: dict[str, str | None], pre: list[pl.Expr]) -> pl.LazyFrame:
+#: A folder's candles as a LazyFrame (None: it holds none), given the folder, its period and
+#: the parts of the query on data columns (applied before the columns are cast, so they
+#: reach a Parquet reader).
+_Reader = Callable[[PurePath, str, list[pl.Expr]], "pl.LazyFrame | None"]
+
+
+def _local_frame(path: PurePath, period: str, pre: list[pl.Expr]) -> pl.LazyFrame | None:
+    files = _core.live_files(path)
+    if not files:
+        return None
     lf = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
-    if pre:
-        # Parts on the data columns go before the columns are cast, so they reach the reader.
-        lf = lf.filter(*pre)
+    return lf.filter(*pre) if pre else lf
+
+
+def _keyed(lf: pl.LazyFrame, keys: dict[str, str | None]) -> pl.LazyFrame:
     return lf.select(
         *(pl.lit(keys[k], dtype=pl.String).alias(k) for k in _KEYS),
         pl.col("time").cast(pl.Int64),
@@ -134,6 +144,12 @@ def scan_ohlcv(
         and (namespace is None or f[0] == namespace)
     ]
 
+    return _source(folders, _local_frame)
+
+
+def _source(folders: Sequence[tuple[str | None, str, str, PurePath]], read: _Reader) -> pl.LazyFrame:
+    """The LazyFrame over ``folders``, each read by ``read``."""
+
     def source(
         with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
     ) -> Iterator[pl.DataFrame]:
@@ -143,9 +159,9 @@ def scan_ohlcv(
         for (ns, symbol, period, path), keep in zip(folders, _matching(parts, folders)):
             if not keep:
                 continue
-            files = _core.live_files(path)
-            if files:
-                frames.append(_folder_frame(files, {"namespace": ns, "symbol": symbol, "period": period}, pre))
+            lf = read(path, period, pre)
+            if lf is not None:
+                frames.append(_keyed(lf, {"namespace": ns, "symbol": symbol, "period": period}))
         if not frames:
             return
         # One plan over every folder: polars reads them in parallel.
@@ -200,35 +216,13 @@ def _scan_objects(
         and (namespace is None or f[0] == namespace)
     ]
 
-    def source(
-        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
-    ) -> Iterator[pl.DataFrame]:
-        parts = [] if predicate is None else _conjuncts(predicate)
-        keyed = [(f[0], f[1], f[2], Path(f[3])) for f in folders]
-        for (ns, symbol, period, folder), keep in zip(folders, _matching(parts, keyed)):
-            if not keep:
-                continue
-            df = _frame(_core.shared_read_range(root, folder, period))
-            if not df.height:
-                continue
-            df = df.select(
-                pl.lit(ns, dtype=pl.String).alias("namespace"), pl.lit(symbol).alias("symbol"),
-                pl.lit(period).alias("period"), pl.col("time").cast(pl.Int64),
-                *(pl.col(c).cast(pl.Float64) for c in _DATA[1:]),
-            )
-            if predicate is not None:
-                df = df.filter(predicate)
-            if with_columns is not None:
-                df = df.select(with_columns)
-            if n_rows is not None:
-                df = df.head(n_rows)
-                n_rows -= df.height
-            if df.height:
-                yield df
-            if n_rows is not None and n_rows <= 0:
-                return
+    def read(folder: PurePath, period: str, pre: list[pl.Expr]) -> pl.LazyFrame | None:
+        df = _frame(_core.shared_read_range(root, folder.as_posix(), period))
+        if not df.height:
+            return None
+        return df.lazy().filter(*pre) if pre else df.lazy()
 
-    return register_io_source(source, schema=_SCHEMA, explain_name="candlecache.scan_ohlcv")
+    return _source([(ns, s, p, PurePosixPath(f)) for ns, s, p, f in folders], read)
 
 
 def _strs(name: str, values: Iterable[str]) -> list[str]:

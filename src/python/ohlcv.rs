@@ -53,8 +53,24 @@ impl PyFetcher {
         OhlcvError::Callback(msg)
     }
 
-    pub(super) fn take_error(&self) -> Option<PyErr> {
+    fn take_error(&self) -> Option<PyErr> {
         self.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Run `work` with this fetcher and the GIL released. A failure of the callback raises
+    /// the callback's own exception, unchanged.
+    pub(super) fn serve(
+        mut self,
+        py: Python<'_>,
+        work: impl FnOnce(&mut PyFetcher) -> crate::ohlcv::Result<Vec<RecordBatch>> + Send,
+    ) -> PyResult<ArrowStream> {
+        match py.detach(|| work(&mut self)) {
+            Ok(batches) => Ok(ArrowStream::new(batches)),
+            Err(OhlcvError::Callback(msg)) => Err(self
+                .take_error()
+                .unwrap_or_else(|| to_py(py, OhlcvError::Callback(msg)))),
+            Err(e) => Err(to_py(py, e)),
+        }
     }
 }
 
@@ -124,7 +140,7 @@ pub fn get_ohlcv(
         codec: crate::ohlcv::parquet_file::codec(&compression.0, compression.1)
             .map_err(|e| to_py(py, e))?,
     };
-    let mut fetcher = PyFetcher {
+    let fetcher = PyFetcher {
         callback: fetch_callback,
         params: fetch_callback_params,
         adapt,
@@ -133,14 +149,7 @@ pub fn get_ohlcv(
         period: period_name,
         error: Mutex::new(None),
     };
-    let result = py.detach(|| fetch::get(&req, &mut fetcher));
-    match result {
-        Ok(batches) => Ok(ArrowStream::new(batches)),
-        Err(OhlcvError::Callback(msg)) => Err(fetcher
-            .take_error()
-            .unwrap_or_else(|| to_py(py, OhlcvError::Callback(msg)))),
-        Err(e) => Err(to_py(py, e)),
-    }
+    fetcher.serve(py, |f| fetch::get(&req, f))
 }
 
 /// `(file, fault, reason)` of every damaged file of a folder (fault: `undecodable`,

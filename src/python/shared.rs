@@ -15,7 +15,7 @@ use super::hot::PyHotTier;
 use super::ohlcv::{PyFetcher, period, timeout};
 use crate::ohlcv::fetch::Request;
 use crate::ohlcv::integrity::Verify;
-use crate::ohlcv::{OhlcvError, parquet_file};
+use crate::ohlcv::parquet_file;
 use crate::shared::{Log, Root, market, runtime};
 
 /// A cache root on object storage (`s3://bucket/prefix`, `gs://…`, `az://…`, `file://…`),
@@ -113,7 +113,7 @@ pub fn shared_get_ohlcv(
         codec: parquet_file::codec(&compression.0, compression.1).map_err(|e| to_py(py, e))?,
     };
     let lease = lease_of(lease)?;
-    let mut fetcher = PyFetcher {
+    let fetcher = PyFetcher {
         callback: fetch_callback,
         params: fetch_callback_params,
         adapt,
@@ -122,14 +122,7 @@ pub fn shared_get_ohlcv(
         period: period_name,
         error: Mutex::new(None),
     };
-    let result = py.detach(|| market::get(&req, &log, lease, &mut fetcher));
-    match result {
-        Ok(batches) => Ok(ArrowStream::new(batches)),
-        Err(OhlcvError::Callback(msg)) => Err(fetcher
-            .take_error()
-            .unwrap_or_else(|| to_py(py, OhlcvError::Callback(msg)))),
-        Err(e) => Err(to_py(py, e)),
-    }
+    fetcher.serve(py, |f| market::get(&req, &log, lease, f))
 }
 
 /// Stored rows of a folder below an object store root with `start <= time <= end`.

@@ -169,12 +169,18 @@ impl Log {
                 _ => None,
             })
             .collect();
-        if seqs.is_empty() {
-            return Ok(Some(known.clone()));
-        }
+        // Commits up to a checkpoint are removed a day after it: a state older than that
+        // sees a newer checkpoint and no commit following its own, and must not take that
+        // for "nothing new" (its next commit would reuse a removed number).
+        let newer_checkpoint = listed
+            .iter()
+            .any(|l| matches!(l, Listed::Checkpoint(s) if *s > known.seq));
         seqs.sort_unstable();
-        if seqs[0] != known.seq + 1 {
-            return Ok(None);
+        match seqs.first() {
+            None if newer_checkpoint => return Ok(None),
+            None => return Ok(Some(known.clone())),
+            Some(first) if *first != known.seq + 1 => return Ok(None),
+            Some(_) => {}
         }
         let mut state = (**known).clone();
         self.apply_commits(&*store, &mut state, &seqs).await?;
@@ -364,6 +370,30 @@ mod tests {
             states().lock().unwrap().clear();
             let cold = a.state().await.unwrap();
             assert_eq!(cold.seq, CHECKPOINT_EVERY + 3);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_state_from_before_removed_commits_reloads_instead_of_reusing_their_numbers() {
+        block_on(async {
+            let a = log("idle");
+            let mut state = a.state().await.unwrap();
+            for _ in 0..CHECKPOINT_EVERY {
+                state = a.try_commit(&state, &commit("w")).await.unwrap().unwrap();
+            }
+            // A process that knew seq 2, idle while commits 1..=16 were cleaned up.
+            let mut stale = (*state).clone();
+            stale.seq = 2;
+            states().lock().unwrap().insert(a.place(), Arc::new(stale));
+            let store = a.store().unwrap();
+            for seq in 1..=CHECKPOINT_EVERY {
+                store.delete(&a.commit_key(seq)).await.unwrap();
+            }
+            let now = a.state().await.unwrap();
+            assert_eq!(now.seq, CHECKPOINT_EVERY);
+            let next = a.try_commit(&now, &commit("w")).await.unwrap().unwrap();
+            assert_eq!(next.seq, CHECKPOINT_EVERY + 1);
         })
         .unwrap();
     }

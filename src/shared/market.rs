@@ -39,6 +39,8 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 const MAX_OBJECTS: usize = 8;
 /// Objects read at once.
 const PARALLEL_READS: usize = 8;
+/// The longest a writer keeps written objects uncommitted (far under `gc::DEFAULT_GRACE`).
+const MAX_STAGED: Duration = Duration::from_secs(300);
 /// Attempts at committing before giving up on a contended log.
 const COMMIT_TRIES: u32 = 200;
 
@@ -191,6 +193,7 @@ fn fill(
         released?;
         let state = cell.into_inner().state;
         compact(log, &state, req.codec)?;
+        collect_now_and_then(log);
         if !req.enable_cache {
             return Ok(returned);
         }
@@ -247,6 +250,11 @@ impl Writer<'_> {
 
     /// Commit what is staged (data objects, coverage) with the claim renewed, or released.
     fn commit_staged(&mut self, release: bool) -> Result<()> {
+        let holds_claim = self.state.claims.contains_key(&self.me);
+        if release && !holds_claim && self.staged.add.is_empty() && self.staged.coverage.is_empty()
+        {
+            return Ok(());
+        }
         for _ in 0..COMMIT_TRIES {
             let wall = wall_ms();
             let mut commit = self.staged.clone();
@@ -281,9 +289,10 @@ impl Writer<'_> {
     }
 
     /// Renew the claim (committing what is staged with it) once a third of the lease has
-    /// passed since the last commit.
+    /// passed since the last commit, and at least every [`MAX_STAGED`]: staged objects must be
+    /// committed well within the cleanup's grace period.
     fn renew_if_due(&mut self) -> Result<()> {
-        if self.last_commit.elapsed() >= self.lease / 3 {
+        if self.last_commit.elapsed() >= (self.lease / 3).min(MAX_STAGED) {
             self.commit_staged(false)?;
         }
         Ok(())
@@ -462,8 +471,7 @@ fn compact(log: &Log, state: &Arc<State>, codec: parquet::basic::Compression) ->
             if !removed.iter().all(|n| base.objects.contains_key(n)) {
                 break;
             }
-            if let Some(after) = run(log.try_commit(&base, &commit))? {
-                collect_now_and_then(log, &after);
+            if run(log.try_commit(&base, &commit))?.is_some() {
                 break;
             }
             base = run(log.state())?;
@@ -474,7 +482,7 @@ fn compact(log: &Log, state: &Arc<State>, codec: parquet::basic::Compression) ->
 
 /// Remove what no commit references (see `gc`), at most once an hour per log and process.
 /// Best effort: a store that refuses deletes (write-once credentials) keeps working.
-fn collect_now_and_then(log: &Log, state: &State) {
+fn collect_now_and_then(log: &Log) {
     static LAST: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
     let due = LAST
         .get_or_init(Default::default)
@@ -490,7 +498,11 @@ fn collect_now_and_then(log: &Log, state: &State) {
             due
         });
     if due {
-        let _ = block_on(gc::collect(log, state, gc::DEFAULT_GRACE));
+        // The freshest state: what it does not name and is older than the grace is garbage.
+        let _ = block_on(async {
+            let state = log.state().await?;
+            gc::collect(log, &state, gc::DEFAULT_GRACE).await
+        });
     }
 }
 
@@ -555,9 +567,13 @@ fn read_objects(
     let decoded: Vec<Vec<RecordBatch>> = run(async {
         futures::stream::iter(wanted.iter().zip(keys))
             .map(|((o, id, a, b), key)| {
-                objects::read(store.clone(), key, id, o.size, o.tail, *a, *b)
+                // A task each: objects decode on every runtime thread while others download.
+                let (store, id, size, tail, a, b) =
+                    (store.clone(), id.clone(), o.size, o.tail, *a, *b);
+                tokio::spawn(async move { objects::read(store, key, &id, size, tail, a, b).await })
             })
             .buffered(PARALLEL_READS)
+            .map(|joined| joined.map_err(|e| StoreError::Runtime(e.to_string()))?)
             .try_collect()
             .await
     })?;

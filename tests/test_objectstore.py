@@ -318,3 +318,27 @@ def test_scan_ohlcv_reads_a_bucket_through_its_logs(s3_bucket: S3Bucket) -> None
     hits = lf.filter((pl.col("symbol") == "ETH_USDT") & (pl.col("time") < T0 + DAY)).collect()
     assert hits.height == 24
     assert candlecache.scan_ohlcv(s3_bucket.url, periods=["1h"], storage_options=opts).collect().height == 48
+
+
+def test_a_damaged_or_missing_object_is_dropped_and_fetched_again(s3_bucket: S3Bucket) -> None:
+    ex = MemoryExchange(cap=1000)
+    opts = s3_bucket.storage_options
+    # Three months, one object each.
+    start, n = T0 + 30 * DAY, 31 * DAY // MINUTE
+    assert get(s3_bucket, ex, start, n).height == n
+    data = sorted(k for k in s3_bucket.keys() if "/data/" in k)
+    assert len(data) == 3
+    # Same length, other bytes: the footer no longer decodes. And one object gone.
+    for key in data[:2]:
+        s3_bucket.put(key, b"\0" * len(s3_bucket.get(key)))
+    s3_bucket.delete(data[2])
+    # A read without a callback says what happened; the object is dropped with its coverage.
+    with candlecache.MarketCache(s3_bucket.url, storage_options=opts, hot_cache_mb=0) as fresh:
+        with pytest.raises(candlecache.CorruptionError, match="fetches them again"):
+            fresh.read(SYMBOL, "1m")
+    # get_ohlcv heals the rest in the same call: the candles come back from the exchange.
+    ex.calls.clear()
+    df = candlecache.get_ohlcv_with_cache(s3_bucket.url, SYMBOL, "1m", start, n, ex.fetch_ohlcv, storage_options=opts)
+    assert df.equals(ex.truth(SYMBOL, "1m", start, n))
+    assert ex.calls, "nothing fetched again"
+    assert candlecache.read_cached(s3_bucket.url, SYMBOL, "1m", storage_options=opts).equals(df)

@@ -77,7 +77,9 @@ pub fn store_to_py(py: Python<'_>, err: StoreError) -> PyErr {
         StoreError::BadUrl { .. } | StoreError::BadOption { .. } => PyValueError::new_err(msg),
         StoreError::Refused { .. } => raise(py, "StoreRefusedError", msg),
         StoreError::NoBucket { .. } => PyFileNotFoundError::new_err(msg),
-        StoreError::Corrupted { .. } => raise(py, "CorruptionError", msg),
+        StoreError::Corrupted { .. } | StoreError::Dropped { .. } => {
+            raise(py, "CorruptionError", msg)
+        }
         StoreError::Contended { .. } | StoreError::ClaimWait { .. } => raise(py, "Timeout", msg),
         StoreError::Request { ref source, .. } => match source {
             object_store::Error::NotFound { .. } => PyFileNotFoundError::new_err(msg),

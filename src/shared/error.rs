@@ -38,6 +38,11 @@ pub enum StoreError {
     #[error("unreadable object {path}: {reason}")]
     Corrupted { path: String, reason: String },
     #[error(
+        "data object {path} is unreadable ({reason}); it was dropped from the log with the \
+         coverage of its candles, so get_ohlcv fetches them again"
+    )]
+    Dropped { path: String, reason: String },
+    #[error(
         "{path}: still contended after {tries} attempts to commit (other writers committed first \
          each time); try again"
     )]

@@ -48,8 +48,26 @@ fn run<T>(fut: impl std::future::Future<Output = Result<T, StoreError>>) -> Resu
     Ok(block_on(fut)??)
 }
 
-/// Read the cache, fetching what is missing; returns the rows of the request.
+/// Read the cache, fetching what is missing; returns the rows of the request. A data object
+/// found missing or damaged is dropped with its coverage and its candles fetched again.
 pub fn get(
+    req: &Request,
+    log: &Log,
+    lease: Duration,
+    fetcher: &mut dyn Fetcher,
+) -> Result<Vec<RecordBatch>> {
+    // Each drop removes an object, so this ends; the bound only keeps a pathological store
+    // from holding the call forever.
+    for _ in 0..64 {
+        match get_once(req, log, lease, fetcher) {
+            Err(OhlcvError::Store(StoreError::Dropped { .. })) => continue,
+            other => return other,
+        }
+    }
+    get_once(req, log, lease, fetcher)
+}
+
+fn get_once(
     req: &Request,
     log: &Log,
     lease: Duration,
@@ -449,7 +467,10 @@ fn compact(log: &Log, state: &Arc<State>, codec: parquet::basic::Compression) ->
         }
     }
     for (_, group) in groups.into_iter().filter(|(_, g)| g.len() > MAX_OBJECTS) {
-        let rows = read_objects(log, &group, i64::MIN, i64::MAX, None)?;
+        let Ok(rows) = read_objects(log, &group, i64::MIN, i64::MAX, None)? else {
+            // An unreadable object: the next read drops it; compact once it is gone.
+            continue;
+        };
         let merged = frame::merge(rows).map_err(|e| OhlcvError::corrupted(log.place(), e))?;
         let batch = frame::concat(merged).map_err(|e| OhlcvError::corrupted(log.place(), e))?;
         let mut new = write_objects(log, &batch, codec)?;
@@ -518,17 +539,55 @@ pub fn read(
     loop {
         attempt += 1;
         let objects = state.overlapping(lo, hi);
-        match read_objects(log, &objects, lo, hi, hot) {
-            // Compacted away and cleaned up since the state was read: read the state again.
-            Err(OhlcvError::Store(e)) if e.is_not_found() && attempt < 4 => {
-                state = run(log.state())?;
-            }
-            Err(e) => return Err(e),
+        match read_objects(log, &objects, lo, hi, hot)? {
             Ok(pieces) => {
                 return frame::merge(pieces).map_err(|e| OhlcvError::corrupted(log.place(), e));
             }
+            // Compacted away and cleaned up since the state was read: read the state again.
+            Err(u) if u.error.is_not_found() && attempt < 4 => state = run(log.state())?,
+            Err(u) if u.error.is_not_found() || matches!(u.error, StoreError::Corrupted { .. }) => {
+                drop_object(log, &u.object)?;
+                return Err(StoreError::Dropped {
+                    path: log.object_key(&u.object.name).to_string(),
+                    reason: u.error.to_string(),
+                }
+                .into());
+            }
+            Err(u) => return Err(u.error.into()),
         }
     }
+}
+
+/// An object a read could not use, and why.
+struct Unreadable {
+    object: DataObject,
+    error: StoreError,
+}
+
+/// Commit `object`'s removal with the coverage of its span, so that its candles are fetched
+/// again (as a damaged local file is moved aside with its coverage).
+fn drop_object(log: &Log, object: &DataObject) -> Result<()> {
+    let commit = Commit {
+        format: FORMAT,
+        writer: "repair".into(),
+        time_ms: wall_ms(),
+        remove: vec![object.name.clone()],
+        uncover: vec![(object.first, object.last.saturating_add(1))],
+        ..Default::default()
+    };
+    for _ in 0..COMMIT_TRIES {
+        let state = run(log.state())?;
+        if !state.objects.contains_key(&object.name)
+            || run(log.try_commit(&state, &commit))?.is_some()
+        {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Contended {
+        path: log.place(),
+        tries: COMMIT_TRIES,
+    }
+    .into())
 }
 
 /// Rows of each object with `lo <= time < hi`, tagged with its priority, from the hot tier
@@ -539,7 +598,7 @@ fn read_objects(
     lo: i64,
     hi: i64,
     hot: Option<&HotTier>,
-) -> Result<Vec<(u64, RecordBatch)>> {
+) -> Result<std::result::Result<Vec<(u64, RecordBatch)>, Unreadable>> {
     let mut pieces = Vec::new();
     let mut wanted = Vec::new();
     for o in objects {
@@ -564,19 +623,38 @@ fn read_objects(
         .iter()
         .map(|(o, ..)| log.object_key(&o.name))
         .collect();
-    let decoded: Vec<Vec<RecordBatch>> = run(async {
-        futures::stream::iter(wanted.iter().zip(keys))
-            .map(|((o, id, a, b), key)| {
-                // A task each: objects decode on every runtime thread while others download.
-                let (store, id, size, tail, a, b) =
-                    (store.clone(), id.clone(), o.size, o.tail, *a, *b);
-                tokio::spawn(async move { objects::read(store, key, &id, size, tail, a, b).await })
-            })
-            .buffered(PARALLEL_READS)
-            .map(|joined| joined.map_err(|e| StoreError::Runtime(e.to_string()))?)
-            .try_collect()
-            .await
-    })?;
+    let decoded: std::result::Result<Vec<Vec<RecordBatch>>, (usize, StoreError)> =
+        block_on(async {
+            futures::stream::iter(wanted.iter().zip(keys).enumerate())
+                .map(|(i, ((o, id, a, b), key))| {
+                    // A task each: objects decode on every runtime thread while others download.
+                    let (store, id, size, tail, a, b) =
+                        (store.clone(), id.clone(), o.size, o.tail, *a, *b);
+                    tokio::spawn(async move {
+                        objects::read(store, key, &id, size, tail, a, b)
+                            .await
+                            .map_err(|e| (i, e))
+                    })
+                })
+                .buffered(PARALLEL_READS)
+                .map(|joined| {
+                    joined.map_err(|e| (usize::MAX, StoreError::Runtime(e.to_string())))?
+                })
+                .try_collect()
+                .await
+        })?;
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err((i, error)) => {
+            return match wanted.get(i) {
+                Some((object, ..)) => Ok(Err(Unreadable {
+                    object: object.clone(),
+                    error,
+                })),
+                None => Err(error.into()),
+            };
+        }
+    };
     for ((o, id, a, b), rows) in wanted.iter().zip(decoded) {
         if let Some(h) = hot {
             h.put(
@@ -589,7 +667,7 @@ fn read_objects(
         }
         pieces.extend(slices(&rows, lo, hi).into_iter().map(|r| (o.priority, r)));
     }
-    Ok(pieces)
+    Ok(Ok(pieces))
 }
 
 /// The part of `[lo, hi)` an object can hold; the whole object as `(MIN, MAX)`.

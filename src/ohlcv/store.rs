@@ -322,17 +322,29 @@ pub fn write_rows(
     opts: impl Into<WriteOpts>,
 ) -> Result<()> {
     let opts = opts.into();
-    let t = frame::times(batch).values().to_vec();
+    for (key, rows) in by_partition(period, batch)? {
+        write_partition(dir, &key, &rows, opts)?;
+    }
+    Ok(())
+}
+
+/// Sorted rows split by the partition each belongs to, as `(key, rows)` in time order.
+pub(crate) fn by_partition(
+    period: &Period,
+    batch: &RecordBatch,
+) -> Result<Vec<(String, RecordBatch)>> {
+    let t = frame::times(batch).values();
+    let mut parts = Vec::new();
     let mut start = 0;
     while start < t.len() {
         let key = period.partition_key(t[start])?;
         let (_, span_end) =
             partition_span(&key).ok_or_else(|| OhlcvError::TimeOutOfRange(t[start]))?;
         let end = start + t[start..].partition_point(|&x| x < span_end);
-        write_partition(dir, &key, &batch.slice(start, end - start), opts)?;
+        parts.push((key, batch.slice(start, end - start)));
         start = end;
     }
-    Ok(())
+    Ok(parts)
 }
 
 fn write_partition(dir: &Path, key: &str, rows: &RecordBatch, opts: WriteOpts) -> Result<()> {

@@ -30,7 +30,7 @@ use crate::ohlcv::error::{OhlcvError, Result};
 use crate::ohlcv::fetch::{Bounds, Fetcher, Request, Run, Sink, missing_slots};
 use crate::ohlcv::hot::HotTier;
 use crate::ohlcv::log::{self, Entry};
-use crate::ohlcv::{Ranges, frame};
+use crate::ohlcv::{Ranges, frame, store};
 
 /// How long a claim holds without renewal, unless the caller says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -247,19 +247,39 @@ impl Writer<'_> {
             .collect()
     }
 
-    /// Commit the claim on the state it was planned on; false if another commit came first.
-    fn claim(&mut self) -> Result<bool> {
-        let commit = Commit {
-            format: FORMAT,
-            writer: self.me.clone(),
-            time_ms: wall_ms(),
-            claims: self.claims_until(wall_ms()),
-            ..Default::default()
+    /// What is staged, as this writer's commit after `base`: its claim renewed, or released.
+    fn stamped(&self, base: &State, release: bool) -> Commit {
+        let wall = wall_ms();
+        let mut commit = self.staged.clone();
+        commit.format = FORMAT;
+        commit.writer = self.me.clone();
+        commit.time_ms = wall;
+        commit.release = release;
+        commit.claims = if release {
+            Vec::new()
+        } else {
+            self.claims_until(wall)
         };
+        // Rows committed later win over rows committed earlier for the same time.
+        for o in &mut commit.add {
+            o.priority = base.seq + 1;
+        }
+        commit
+    }
+
+    fn committed(&mut self, state: Arc<State>) {
+        self.state = state;
+        self.staged = Commit::default();
+        self.last_commit = Instant::now();
+    }
+
+    /// Commit the claim (nothing is staged yet) on the state it was planned on; false if
+    /// another commit came first.
+    fn claim(&mut self) -> Result<bool> {
+        let commit = self.stamped(&self.state, false);
         match run(self.log.try_commit(&self.state, &commit))? {
             Some(state) => {
-                self.state = state;
-                self.last_commit = Instant::now();
+                self.committed(state);
                 Ok(true)
             }
             None => Ok(false),
@@ -273,37 +293,13 @@ impl Writer<'_> {
         {
             return Ok(());
         }
-        for _ in 0..COMMIT_TRIES {
-            let wall = wall_ms();
-            let mut commit = self.staged.clone();
-            commit.format = FORMAT;
-            commit.writer = self.me.clone();
-            commit.time_ms = wall;
-            commit.release = release;
-            commit.claims = if release {
-                Vec::new()
-            } else {
-                self.claims_until(wall)
-            };
-            // Rows committed later win over rows committed earlier for the same time.
-            for o in &mut commit.add {
-                o.priority = self.state.seq + 1;
-            }
-            match run(self.log.try_commit(&self.state, &commit))? {
-                Some(state) => {
-                    self.state = state;
-                    self.staged = Commit::default();
-                    self.last_commit = Instant::now();
-                    return Ok(());
-                }
-                None => self.state = run(self.log.state())?,
-            }
+        let state = commit_on_latest(self.log, self.state.clone(), |base| {
+            Some(self.stamped(base, release))
+        })?;
+        if let Some(state) = state {
+            self.committed(state);
         }
-        Err(StoreError::Contended {
-            path: self.log.place(),
-            tries: COMMIT_TRIES,
-        }
-        .into())
+        Ok(())
     }
 
     /// Renew the claim (committing what is staged with it) once a third of the lease has
@@ -375,19 +371,7 @@ fn write_objects(
     batch: &RecordBatch,
     codec: parquet::basic::Compression,
 ) -> Result<Vec<DataObject>> {
-    let period = &log.period;
-    let t = frame::times(batch).values().to_vec();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    while start < t.len() {
-        let key = period.partition_key(t[start])?;
-        let (_, span_end) = period
-            .partition_span(&key)
-            .ok_or(OhlcvError::TimeOutOfRange(t[start]))?;
-        let end = start + t[start..].partition_point(|&x| x < span_end);
-        parts.push((key, batch.slice(start, end - start)));
-        start = end;
-    }
+    let parts = store::by_partition(&log.period, batch)?;
     let mut out = Vec::with_capacity(parts.len());
     let mut uploads = Vec::with_capacity(parts.len());
     for (key, rows) in parts {
@@ -487,18 +471,42 @@ fn compact(log: &Log, state: &Arc<State>, codec: parquet::basic::Compression) ->
             remove: removed.clone(),
             ..Default::default()
         };
-        let mut base = state.clone();
-        for _ in 0..COMMIT_TRIES {
-            if !removed.iter().all(|n| base.objects.contains_key(n)) {
-                break;
+        // Moot once another compaction removed any input; best effort when contended.
+        let still_live = |base: &State| removed.iter().all(|n| base.objects.contains_key(n));
+        match commit_on_latest(log, state.clone(), |base| {
+            still_live(base).then(|| commit.clone())
+        }) {
+            Err(OhlcvError::Store(StoreError::Contended { .. })) => {}
+            other => {
+                other?;
             }
-            if run(log.try_commit(&base, &commit))?.is_some() {
-                break;
-            }
-            base = run(log.state())?;
         }
     }
     Ok(())
+}
+
+/// Commit what `build` makes of the state, starting from `state` and reading it again after
+/// each race lost to another writer. `build` returning None gives up: what the commit was
+/// for is done or moot. Returns the state after the commit, None if given up.
+fn commit_on_latest(
+    log: &Log,
+    mut state: Arc<State>,
+    mut build: impl FnMut(&State) -> Option<Commit>,
+) -> Result<Option<Arc<State>>> {
+    for _ in 0..COMMIT_TRIES {
+        let Some(commit) = build(&state) else {
+            return Ok(None);
+        };
+        match run(log.try_commit(&state, &commit))? {
+            Some(after) => return Ok(Some(after)),
+            None => state = run(log.state())?,
+        }
+    }
+    Err(StoreError::Contended {
+        path: log.place(),
+        tries: COMMIT_TRIES,
+    }
+    .into())
 }
 
 /// Remove what no commit references (see `gc`), at most once an hour per log and process.
@@ -575,19 +583,13 @@ fn drop_object(log: &Log, object: &DataObject) -> Result<()> {
         uncover: vec![(object.first, object.last.saturating_add(1))],
         ..Default::default()
     };
-    for _ in 0..COMMIT_TRIES {
-        let state = run(log.state())?;
-        if !state.objects.contains_key(&object.name)
-            || run(log.try_commit(&state, &commit))?.is_some()
-        {
-            return Ok(());
-        }
-    }
-    Err(StoreError::Contended {
-        path: log.place(),
-        tries: COMMIT_TRIES,
-    }
-    .into())
+    let state = run(log.state())?;
+    commit_on_latest(log, state, |base| {
+        base.objects
+            .contains_key(&object.name)
+            .then(|| commit.clone())
+    })?;
+    Ok(())
 }
 
 /// Rows of each object with `lo <= time < hi`, tagged with its priority, from the hot tier
